@@ -1,0 +1,250 @@
+"""The ``workbench`` command: info, solve, generate, train, eval.
+
+Bad input ends with one line on stderr (``error: ...``) and exit code 2, never a traceback; outputs
+are written only once everything succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from workbench.errors import WorkbenchError
+
+MODEL_HELP = "model name in models/ (e.g. default) or path to a model folder"
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``8,16,...,128`` -> [8, 16, 24, ..., 128]; plain lists like ``8,32`` pass through."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        if "..." in parts:
+            i = parts.index("...")
+            if i < 2 or i != len(parts) - 2:
+                raise ValueError
+            a, b, end = int(parts[i - 2]), int(parts[i - 1]), int(parts[i + 1])
+            if b <= a:
+                raise ValueError
+            sizes = [int(p) for p in parts[: i - 2]] + list(range(a, end + 1, b - a))
+        else:
+            sizes = [int(p) for p in parts]
+    except ValueError:
+        raise WorkbenchError(f"--sizes {text!r} is not a list of sizes; write e.g. 8,16,32 or 8,16,...,128") from None
+    if not sizes or min(sizes) < 7:
+        raise WorkbenchError(f"--sizes {text!r}: every size must be at least 7 (6 leaves plus one node)")
+    return sizes
+
+
+def read_input(path: str) -> str:
+    """Text of FILE, or of stdin for ``-``."""
+    if path == "-":
+        return sys.stdin.read()
+    p = Path(path)
+    if not p.is_file():
+        raise WorkbenchError(f"problem file '{path}' does not exist; give a file in the text format or - for stdin")
+    try:
+        return p.read_text()
+    except UnicodeDecodeError:
+        raise WorkbenchError(f"problem file '{path}' is not UTF-8 text") from None
+
+
+def write_output(path: str | None, text: str) -> None:
+    """Print, or write a file atomically."""
+    if path is None or path == "-":
+        sys.stdout.write(text)
+        return
+    from workbench.model.checkpoint import write_text_atomic
+
+    out = Path(path)
+    if not out.parent.exists():
+        raise WorkbenchError(f"cannot write '{path}': folder '{out.parent}' does not exist")
+    write_text_atomic(out, text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli() -> None:
+    """The workbench: looped transformers that reason in latent space, and the tools to watch them think."""
+
+
+@cli.command()
+@click.option("--model", "model_name", default="default", show_default=True, help=MODEL_HELP)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def info(model_name: str, as_json: bool) -> None:
+    """Describe a model: size, mechanisms, task, training and evaluation."""
+    from workbench.model.checkpoint import load_model
+    from workbench.model.info import model_info, format_info
+
+    model = load_model(model_name, device="cpu")
+    data = model_info(model)
+    click.echo(json.dumps(data, indent=2) if as_json else format_info(data))
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--model", "model_name", default="default", show_default=True, help=MODEL_HELP)
+@click.option("--json", "as_json", is_flag=True, help="print JSON: one object, or one line per batch line")
+@click.option("--max-steps", type=click.IntRange(1), default=None, help="loop cap (default 2 x the number of equations)")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="problems per forward pass")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the map from your names to the model's names")
+def solve(file: str, model_name: str, as_json: bool, max_steps: int | None, batch_size: int, seed: int) -> None:
+    """Solve FILE, a problem in the text format (or - for stdin).
+
+    A FILE ending in .jsonl is a batch: each line {"id": str, "problem": str} gives one JSON line out,
+    in order, {"id", "values", "iterations", "converged"}.
+    """
+    from workbench.model.checkpoint import load_model
+    from workbench.solve import solve as run_solve
+    from workbench.task.text import parse_problem
+
+    text = read_input(file)
+    model = load_model(model_name)
+    if file.endswith(".jsonl"):
+        ids, problems = [], []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise WorkbenchError(f"{file} line {number}: not JSON ({exc.msg}); each line is {{\"id\": ..., \"problem\": ...}}") from None
+            if not isinstance(item, dict) or not isinstance(item.get("problem"), str) or "id" not in item:
+                raise WorkbenchError(f"{file} line {number}: needs an \"id\" and a \"problem\" string")
+            try:
+                problems.append(parse_problem(item["problem"], model.task))
+            except WorkbenchError as exc:
+                raise WorkbenchError(f"{file} line {number} (id {item['id']!r}): {exc}") from None
+            ids.append(item["id"])
+        if not problems:
+            raise WorkbenchError(f"{file} holds no problems; each line is {{\"id\": ..., \"problem\": ...}}")
+        solutions = run_solve(model, problems, batch_size=batch_size, max_steps=max_steps, seed=seed, progress=True)
+        click.echo("\n".join(json.dumps({"id": i, **s.to_dict()}) for i, s in zip(ids, solutions)))
+        return
+    problem = parse_problem(text, model.task)
+    sol = run_solve(model, problem, max_steps=max_steps, seed=seed)
+    if as_json:
+        click.echo(json.dumps(sol.to_dict()))
+        return
+    for eq in sorted(problem.equations, key=lambda e: e.line):
+        value = sol.values[eq.name]
+        click.echo(f"{eq.name} = {'?' if value is None else value}")
+    state = "converged" if sol.converged else "did NOT converge (values may be wrong)"
+    click.echo(f"# {sol.iterations} iterations, {state}")
+
+
+@cli.command()
+@click.option("--nodes", type=click.IntRange(7), required=True, help="nodes per graph (6 are leaves)")
+@click.option("--count", type=click.IntRange(1), required=True, help="number of problems")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", default=None, help="output JSONL file (default: stdout)")
+@click.option("--depth-cap", type=click.IntRange(1), default=None, help="cap on node depth (default: none)")
+@click.option("--operations", default="+", show_default=True, help="operations to draw from, e.g. +-*")
+@click.option("--modulus", type=click.IntRange(2), default=23, show_default=True)
+@click.option("--recent", type=click.IntRange(1), default=None, help="parents only among the RECENT latest nodes (deep chains)")
+def generate(nodes: int, count: int, seed: int, out: str | None, depth_cap: int | None, operations: str,
+             modulus: int, recent: int | None) -> None:
+    """Sample problems; JSONL lines {"id", "problem", "values", "depth"} (the ground truth beside each)."""
+    import numpy as np
+
+    from workbench.task.config import TaskConfig
+    from workbench.task.graphs import sample_graphs
+    from workbench.task.text import format_problem, graphs_to_problems, solve_exact
+
+    ops = tuple(dict.fromkeys(c for c in operations if not c.isspace()))
+    task = TaskConfig(modulus=modulus, operations=ops, n_names=max(128, nodes))
+    graphs = sample_graphs(nodes, count, rng=np.random.default_rng(seed), task=task, depth_cap=depth_cap, recent=recent)
+    lines = []
+    for i, problem in enumerate(graphs_to_problems(graphs)):
+        lines.append(json.dumps({"id": f"{seed}-{i}", "problem": format_problem(problem),
+                                 "values": solve_exact(problem, modulus), "depth": int(graphs.max_depth[i])}))
+    write_output(out, "\n".join(lines) + "\n")
+
+
+@cli.command()
+@click.option("--config", "config_path", required=True, help="training config (TOML or JSON)")
+@click.option("--resume", is_flag=True, help="continue from the run's last checkpoint")
+def train(config_path: str, resume: bool) -> None:
+    """Train a model from a config: curriculum phases, live metrics, checkpoints, export and card."""
+    from workbench.evaluation import evaluate_sizes
+    from workbench.model.card import write_card
+    from workbench.training.config import load_train_config
+    from workbench.training.loop import train as run_train
+
+    cfg = load_train_config(config_path)
+
+    def evaluate(model, c):
+        return {"sizes": [r.to_dict() for r in evaluate_sizes(model, list(c.eval_sizes), c.eval_count, progress=False)]}
+
+    folder = run_train(cfg, resume=resume, evaluate_fn=evaluate)
+    if folder is not None:
+        write_card(folder)
+        click.echo(f"exported {folder}")
+
+
+@cli.command(name="eval")
+@click.option("--model", "model_name", default="default", show_default=True, help=MODEL_HELP)
+@click.option("--sizes", default="8,16,...,128", show_default=True, help="graph sizes: a list, or a,b,...,c")
+@click.option("--count", type=click.IntRange(1), default=512, show_default=True, help="graphs per size")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--depth-cap", type=click.IntRange(1), default=None, help="cap on node depth (default: none)")
+@click.option("--recent", type=click.IntRange(1), default=None, help="parents among the RECENT latest nodes: long chains")
+@click.option("--out", default=None, help="folder for eval JSON and plots (default: the model's folder)")
+@click.option("--tag", default="eval", show_default=True, help="file stem: TAG.json, TAG.png, TAG.html")
+def evaluate(model_name: str, sizes: str, count: int, seed: int, batch_size: int, depth_cap: int | None,
+             recent: int | None, out: str | None, tag: str) -> None:
+    """Accuracy against graph size: a table on stdout, plus JSON and a plot (PNG and HTML)."""
+    from workbench.evaluation import evaluate_sizes
+    from workbench.model.card import eval_table, write_card
+    from workbench.model.checkpoint import load_model, write_text_atomic
+    from workbench.plots.generalization import accuracy_figure, save_accuracy_png
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", tag):
+        raise WorkbenchError(f"--tag {tag!r} must be a plain file stem (letters, digits, . _ -)")
+    size_list = parse_sizes(sizes)
+    model = load_model(model_name)
+    if max(size_list) > model.task.n_names:
+        raise WorkbenchError(f"--sizes {sizes!r}: graphs of {max(size_list)} nodes need more variables than this "
+                             f"model's name pool of {model.task.n_names}; use sizes up to {model.task.n_names}")
+    folder = Path(out) if out else Path(model.meta["path"])
+    folder.mkdir(parents=True, exist_ok=True)
+    results = [r.to_dict() for r in evaluate_sizes(model, size_list, count, seed=seed, batch_size=batch_size,
+                                                    depth_cap=depth_cap, recent=recent)]
+    command = f"workbench eval --model {model_name} --sizes {sizes} --count {count} --seed {seed}" + \
+        (f" --depth-cap {depth_cap}" if depth_cap else "") + (f" --recent {recent}" if recent else "")
+    record = {"model": model.meta["name"], "command": command, "sizes": results}
+    write_text_atomic(folder / f"{tag}.json", json.dumps(record, indent=2) + "\n")
+    curves = {model.meta["name"]: results}
+    save_accuracy_png(curves, folder / f"{tag}.png")
+    accuracy_figure(curves).write_html(folder / f"{tag}.html", include_plotlyjs="cdn")
+    click.echo(eval_table(results))
+    if tag == "eval" and folder.resolve() == Path(model.meta["path"]).resolve():
+        write_card(folder)
+    click.echo(f"wrote {folder / (tag + '.json')}, {tag}.png, {tag}.html")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI; user errors become one line on stderr and exit code 2."""
+    try:
+        code = cli.main(args=argv, prog_name="workbench", standalone_mode=False)
+    except WorkbenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        hint = f" (see 'workbench {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.info_name != "workbench" else " (see 'workbench --help')"
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,375 @@
+"""``HookedLooped``: a TransformerLens ``HookedRootModule`` whose hook points are addressable per loop step.
+
+A HookPoint inside the shared blocks would fire once per step, and ``run_with_cache`` would keep only
+its last call. Instead the wrapper owns a ``loop`` ModuleList of parameter-free per-step containers
+(``loop.3.blocks.1.attn.hook_pattern``, names in ``workbench.hooks.names``), and the model's ``tap``
+of step t routes every site to ``loop[t]``. A site with no hook is skipped entirely, and attention
+keeps its fused kernel unless one of its own sites is hooked, so a run without hooks costs what the
+plain model costs.
+
+Unlike ``LoopedModel.run`` (which drops finished graphs from the batch), the wrapper runs every
+graph for the same steps, so each cached activation has the full batch axis: until no graph changes
+any more (a graph at its fixed point stays there), or exactly ``n_steps``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from workbench.errors import WorkbenchError
+from workbench.hooks.cache import LoopCache
+from workbench.hooks.guard import MODEL_LOCK
+from workbench.hooks.inputs import Problems, as_tensor_input, to_token_batch
+from workbench.hooks.names import parse_hook_name, step_of
+from workbench.model.layers import Tap
+from workbench.model.looped import LoopedModel
+from workbench.task.tokens import TokenBatch
+from workbench.task.vocab import EQUALS, F_SYNTAX
+
+RETURN_TYPES = ("logits", "state", "output")
+
+
+class AttnHooks(nn.Module):
+    """Hook points of one attention layer at one step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for site in ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z", "hook_result"):
+            setattr(self, site, HookPoint())
+
+
+class MLPHooks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_pre, self.hook_post = HookPoint(), HookPoint()
+
+
+class BlockHooks(nn.Module):
+    """Hook points of one block at one step (registered in forward order)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_resid_pre = HookPoint()
+        self.attn = AttnHooks()
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_mid = HookPoint()
+        self.mlp = MLPHooks()
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
+
+
+class StepHooks(nn.Module):
+    """Every hook point of one loop step; holds no parameters."""
+
+    def __init__(self, n_layers: int, n_factors: int) -> None:
+        super().__init__()
+        self.hook_state = HookPoint()
+        self.hook_embed = HookPoint()
+        self.blocks = nn.ModuleList(BlockHooks() for _ in range(n_layers))
+        self.hook_final = HookPoint()
+        self.hook_logits = nn.ModuleList(HookPoint() for _ in range(n_factors))
+        self.hook_bottleneck = HookPoint()
+
+
+def _listened(hp: nn.Module) -> bool:
+    return bool(hp._forward_hooks or hp._backward_hooks)
+
+
+class StepTap(Tap):
+    """The model's tap for one step: routes ``tap(name, x)`` to that step's HookPoint.
+
+    ``always`` calls every HookPoint and reports every site active (nnsight intercepts module calls,
+    so it must see all of them); otherwise only hooked sites are called and active.
+    """
+
+    def __init__(self, points: dict[str, nn.Module], always: bool = False) -> None:
+        self.points, self.always = points, always
+
+    def __call__(self, name: str, x: Tensor) -> Tensor:
+        hp = self.points.get(name)
+        if hp is None or not (self.always or _listened(hp)):
+            return x
+        return hp(x)
+
+    def active(self, name: str) -> bool:
+        hp = self.points.get(name)
+        return hp is not None and (self.always or _listened(hp))
+
+
+@dataclass
+class HookedOutput:
+    """What ``HookedLooped.forward(..., return_type="output")`` returns (tensors on the model's device).
+
+    states[t] is the state step t read (after any hook on ``loop.{t}.hook_state``), states[-1] the last
+    output; so states[t + 1] is step t's output unless a hook changed it on the way in.
+    iterations[b]: 1 + the last step that changed graph b's state (the steps it needed).
+    converged[b]: the last step left graph b unchanged (a fixed point).
+    """
+
+    logits: list[Tensor]  # factor x [batch, pos, vocab_f] of the last step
+    states: Tensor  # [step + 1, batch, pos, factor]
+    iterations: Tensor  # [batch]
+    converged: Tensor  # [batch] bool
+    lengths: Tensor  # [batch]
+
+    @property
+    def n_steps(self) -> int:
+        return self.states.shape[0] - 1
+
+    @property
+    def final(self) -> Tensor:  # [batch, pos, factor]
+        return self.states[-1]
+
+
+class HookedLooped(HookedRootModule):
+    """A ``LoopedModel`` with TransformerLens hook points per loop step; the weights stay the model's.
+
+    >>> from workbench.model.config import ModelConfig
+    >>> from workbench.task.config import TaskConfig
+    >>> torch.manual_seed(0) and None
+    >>> model = HookedLooped(LoopedModel(ModelConfig(n_layers=1, n_heads=2, d_model=16), TaskConfig(n_names=8)))
+    >>> logits, cache = model.run_with_cache(model.to_tokens("a = 3\\nb = a + a"), n_steps=2)
+    >>> cache.n_steps, tuple(cache["loop.1.blocks.0.attn.hook_pattern"].shape)
+    (2, (1, 2, 9, 9))
+    """
+
+    def __init__(self, model: LoopedModel, n_steps: int = 16) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg, self.task, self.vocab = model.cfg, model.task, model.vocab
+        self.n_factors = len(model.vocab.sizes)
+        self.loop = nn.ModuleList()
+        self._points: list[tuple[dict[str, nn.Module], dict[str, nn.Module]]] = []  # (all, all but hook_state)
+        self.ensure_steps(n_steps)
+
+    # ----------------------------------------------------------------- hook points
+    @property
+    def n_step_hooks(self) -> int:
+        """How many steps have hook points now (``ensure_steps`` adds more)."""
+        return len(self.loop)
+
+    def ensure_steps(self, n_steps: int) -> None:
+        """Give steps ``0..n_steps-1`` hook points (adding parameter-free containers as needed)."""
+        if n_steps <= len(self.loop):
+            return
+        while len(self.loop) < n_steps:
+            container = StepHooks(self.cfg.n_layers, self.n_factors)
+            self.loop.append(container)
+            points = {name: m for name, m in container.named_modules() if isinstance(m, HookPoint)}
+            self._points.append((points, {k: v for k, v in points.items() if k != "hook_state"}))
+        self.setup()
+
+    def has_hooks(self) -> bool:
+        """Whether any hook point has a hook now."""
+        return any(_listened(hp) for hp in self.hook_dict.values())
+
+    # ------------------------------------------------------------------ weights
+    def state_dict(self, *args, **kwargs):
+        """The wrapped model's state dict, keys unchanged (the hook containers hold nothing)."""
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.model.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ------------------------------------------------------------------- inputs
+    def to_token_batch(self, problems: Problems, *, pad_to: int | None = None, seed: int = 0) -> TokenBatch:
+        """A ``TokenBatch`` (tokens plus truth, node positions, depths) of one problem or a list of them."""
+        return to_token_batch(problems, self.task, pad_to=pad_to, seed=seed)
+
+    def to_tokens(self, problems: Problems, *, pad_to: int | None = None, seed: int = 0) -> Tensor:
+        """Input tokens [batch, pos, factor] of one problem (text or parsed) or a list of them, padded."""
+        return torch.from_numpy(self.to_token_batch(problems, pad_to=pad_to, seed=seed).tokens).long().to(self.device)
+
+    def step_range(self, tokens: Tensor, n_steps: int | None = None, max_steps: int | None = None,
+                   min_steps: int = 0) -> tuple[int, int]:
+        """``(most, least)`` steps a run of ``tokens`` takes: ``n_steps`` fixes both; by default the cap of
+        ``LoopedModel.run`` (2 x the equations of the largest graph, >= 2)."""
+        if not self.cfg.looped:
+            return 1, 1
+        if n_steps is not None:
+            if n_steps < 1:
+                raise WorkbenchError(f"n_steps must be at least 1, got {n_steps}")
+            return n_steps, n_steps
+        if max_steps is None:
+            n_eq = int((tokens[..., F_SYNTAX] == EQUALS).sum(1).max().item()) if tokens.numel() else 0
+            max_steps = max(2, 2 * n_eq)
+        return max(max_steps, min_steps), min_steps
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, tokens: Tensor | Problems, *, lengths: Tensor | None = None, n_steps: int | None = None,
+                max_steps: int | None = None, min_steps: int = 0, return_type: str = "logits",
+                grad: bool = False) -> Any:
+        """Loop the model over ``tokens``; every site of step t passes ``loop.{t}.…``'s hook point.
+
+        tokens: [batch, pos, factor] (right-padded) or problems (see ``to_tokens``).
+        n_steps: run exactly this many steps; else until no graph changes (at least ``min_steps``,
+            at most ``max_steps``, default as ``LoopedModel.run``).
+        return_type: ``logits`` (the last step's, one tensor per factor), ``state`` (the final state)
+            or ``output`` (a ``HookedOutput`` with every step's state).
+        grad: keep autograd (within a step: argmax cuts the graph between steps); off by default.
+        """
+        with torch.set_grad_enabled(grad):
+            return self._run(tokens, lengths, n_steps, max_steps, min_steps, return_type, always=False)
+
+    def _run(self, tokens, lengths, n_steps, max_steps, min_steps, return_type, always: bool):
+        if return_type not in RETURN_TYPES:
+            raise WorkbenchError(f"return_type must be one of {list(RETURN_TYPES)}, got {return_type!r}")
+        tokens, lengths = as_tensor_input(tokens, self.task, lengths)
+        tokens, lengths = tokens.to(self.device), lengths.to(self.device)
+        most, least = self.step_range(tokens, n_steps, max_steps, min_steps)
+        if most > len(self.loop):
+            if self.has_hooks():
+                raise WorkbenchError(f"this run may take {most} steps but only steps 0..{len(self.loop) - 1} have "
+                                     f"hook points; call ensure_steps({most}) before adding hooks")
+            self.ensure_steps(most)
+        B, P, _ = tokens.shape
+        pad = torch.tensor(self.vocab.pad_token(), device=self.device)
+        is_pad = (torch.arange(P, device=self.device)[None, :] >= lengths[:, None])[..., None]  # [batch, pos, 1]
+        continuous = self.cfg.latent == "continuous" and self.cfg.looped
+        record = return_type == "output"
+        state, hidden, logits = tokens, None, None
+        states = []
+        last_change = torch.zeros(B, dtype=torch.long, device=self.device)
+        same = torch.zeros(B, dtype=torch.bool, device=self.device)
+        for t in range(most):
+            points, inner_points = self._points[t]
+            outer = StepTap(points, always)
+            state = outer("hook_state", state)  # here, not in model.step, so the run sees an edited state
+            inner = StepTap(inner_points, always)
+            logits, h = self.model.step(state, inner, hidden)
+            new = torch.where(is_pad, pad, self.model.decode(logits))  # [batch, pos, factor]
+            new = outer("hook_bottleneck", new)
+            same = (new == state).flatten(1).all(1)  # [batch]
+            last_change = torch.where(same, last_change, t + 1)
+            if record:
+                states.append(state)
+            if continuous:
+                hidden = h
+            state = new
+            if t + 1 > least and bool(same.all()):
+                break
+        if return_type == "logits":
+            return logits
+        if return_type == "state":
+            return state
+        states.append(state)
+        converged = same.clone()
+        return HookedOutput(logits, torch.stack(states), torch.where(converged, last_change, t + 1),
+                            converged, lengths)
+
+    # ------------------------------------------------- hooks: sized, guarded, per step
+    def _size_for(self, args: Sequence[Any], kwargs: dict, names: Sequence[Any]) -> dict:
+        """Give every step the run may take hook points; returns kwargs with ``min_steps`` raised so that
+        the run reaches the latest step a hook names."""
+        latest = max((step_of(n) for n in names if isinstance(n, str)), default=-1)
+        if latest >= 0 and kwargs.get("n_steps") is None and self.cfg.looped:
+            kwargs = {**kwargs, "min_steps": max(kwargs.get("min_steps", 0), latest + 1)}
+        if args:
+            tokens, _ = as_tensor_input(args[0], self.task, kwargs.get("lengths"))
+            most, _ = self.step_range(tokens, kwargs.get("n_steps"), kwargs.get("max_steps"), kwargs.get("min_steps", 0))
+            self.ensure_steps(max(most, latest + 1))
+        else:
+            self.ensure_steps(latest + 1)
+        return kwargs
+
+    def _within(self, names_filter, n_steps: int):
+        """``names_filter`` (TransformerLens forms) restricted to steps < ``n_steps`` hook points."""
+        if names_filter is None:
+            base = lambda name: True  # noqa: E731
+        elif isinstance(names_filter, str):
+            base = lambda name: name == names_filter  # noqa: E731
+        elif isinstance(names_filter, (list, tuple, set)):
+            wanted = set(names_filter)
+            for name in wanted:
+                parse_hook_name(name)
+            base = wanted.__contains__
+        else:
+            base = names_filter
+        return lambda name: step_of(name) < n_steps and base(name)
+
+    @contextmanager
+    def hooks(self, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True, clear_contexts: bool = False) -> Iterator["HookedLooped"]:
+        """TransformerLens's ``hooks`` context, holding the model lock; names must exist (``ensure_steps``)."""
+        with MODEL_LOCK:
+            for name, _ in list(fwd_hooks) + list(bwd_hooks):
+                if isinstance(name, str) and name not in self.hook_dict:
+                    s = parse_hook_name(name)
+                    if s.step >= len(self.loop):
+                        raise WorkbenchError(f"'{name}': only steps 0..{len(self.loop) - 1} have hook points; "
+                                             f"call ensure_steps({s.step + 1}) first")
+                    raise WorkbenchError(f"'{name}' is not a hook point of this model (n_layers={self.cfg.n_layers})")
+            with super().hooks(list(fwd_hooks), list(bwd_hooks), reset_hooks_end, clear_contexts) as model:
+                yield model
+
+    def run_with_hooks(self, *model_args: Any, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True,
+                       clear_contexts: bool = False, **model_kwargs: Any):
+        """Run with temporary hooks ``[(name or filter, fn)]``; a hook named at step t makes the run reach t.
+
+        ``fn(tensor, *, hook)`` returns None (keep) or a replacement, as in TransformerLens; a filter
+        sees the full ``loop.{t}.…`` names (see ``workbench.hooks.names.sites_filter``).
+        """
+        with MODEL_LOCK:
+            names = [n for n, _ in list(fwd_hooks) + list(bwd_hooks)]
+            model_kwargs = self._size_for(model_args, model_kwargs, names)
+            cap = len(self.loop)
+            wrap = lambda hooks: [(n if isinstance(n, str) else self._within(n, cap), fn) for n, fn in hooks]  # noqa: E731
+            return super().run_with_hooks(*model_args, fwd_hooks=wrap(fwd_hooks), bwd_hooks=wrap(bwd_hooks),
+                                          reset_hooks_end=reset_hooks_end, clear_contexts=clear_contexts, **model_kwargs)
+
+    def run_with_cache(self, *model_args: Any, names_filter=None, device=None, remove_batch_dim: bool = False,
+                       incl_bwd: bool = False, reset_hooks_end: bool = True, clear_contexts: bool = False,
+                       pos_slice=None, fwd_hooks=(), **model_kwargs: Any) -> tuple[Any, LoopCache]:
+        """Run and cache the activations of every step: ``(output, LoopCache)``.
+
+        ``names_filter`` as in TransformerLens (a name, a list, or a function of the full name);
+        ``fwd_hooks`` run before the caching hooks, so the cache shows their edits.
+        """
+        with MODEL_LOCK:
+            names = [n for n, _ in fwd_hooks]
+            if isinstance(names_filter, str):
+                names.append(names_filter)
+            elif isinstance(names_filter, (list, tuple, set)):
+                names += list(names_filter)
+            model_kwargs = self._size_for(model_args, model_kwargs, names)
+            keep = self._within(names_filter, len(self.loop))
+            with self.hooks(fwd_hooks=[(n if isinstance(n, str) else self._within(n, len(self.loop)), fn)
+                                       for n, fn in fwd_hooks]):
+                out, cache = super().run_with_cache(*model_args, names_filter=keep, device=device,
+                                                    remove_batch_dim=remove_batch_dim, incl_bwd=incl_bwd,
+                                                    reset_hooks_end=reset_hooks_end, clear_contexts=clear_contexts,
+                                                    pos_slice=pos_slice, **model_kwargs)
+            return out, LoopCache(cache, n_layers=self.cfg.n_layers)
+
+    def __repr__(self) -> str:
+        return f"HookedLooped({self.cfg.n_layers} layers, hook points for {len(self.loop)} steps)"
+
+
+def hooked(model: LoopedModel | HookedLooped, n_steps: int = 16) -> HookedLooped:
+    """The hookable wrapper of ``model`` (a ``LoopedModel``; a ``HookedLooped`` is returned as is)."""
+    if isinstance(model, HookedLooped):
+        return model
+    if not isinstance(model, LoopedModel):
+        raise WorkbenchError(f"hooked() takes a LoopedModel, got {type(model).__name__}")
+    return HookedLooped(model, n_steps=n_steps)
+
+
+def load_hooked(name_or_path: str = "default", *, device: str | torch.device | None = None) -> HookedLooped:
+    """Load a model folder (``default``, a name or a path) and wrap it with per-step hook points."""
+    from workbench.model.checkpoint import load_model
+
+    return hooked(load_model(name_or_path, device=device))
+
+
+__all__ = ["HookedLooped", "HookedOutput", "StepHooks", "StepTap", "hooked", "load_hooked"]

@@ -1,0 +1,90 @@
+"""Model cards: ``card.md`` written from a model folder's ``config.json`` and ``eval.json``.
+
+Hand-written notes survive regeneration: everything below the line ``<!-- notes -->`` is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from workbench.model.checkpoint import CARD, CONFIG, write_text_atomic
+
+EVAL_FILE = "eval.json"
+NOTES_MARK = "<!-- notes -->"
+
+
+def eval_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of an evaluation: one row per graph size."""
+    lines = ["| N | graphs | % fully solved | % nodes right | mean steps | % converged | mean / max depth |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['n_nodes']} | {r['count']} | {100 * r['graph_acc']:.1f} | {100 * r['node_acc']:.1f} | "
+                     f"{r['mean_iterations']:.1f} | {100 * r['converged']:.1f} | {r['mean_depth']:.1f} / {r['max_depth']} |")
+    return "\n".join(lines)
+
+
+def phases_table(phases: list[dict[str, Any]]) -> str:
+    lines = ["| phase | steps | N | fan-in | modulus | leaf values | depth cap | corruption |", "|---|---|---|---|---|---|---|---|"]
+    for p in phases:
+        lines.append(f"| {p['name']} | {p['steps']} | {p['nodes'][0]}-{p['nodes'][1]} | {','.join(map(str, p['fan_in']))} | "
+                     f"{p.get('modulus') or 'task'} | {p.get('leaf_values') or 'all'} | {p.get('depth_cap')} | "
+                     f"{'model default' if p.get('corruption_prob') is None else p['corruption_prob']} |")
+    return "\n".join(lines)
+
+
+def render_card(folder: str | Path) -> str:
+    """The card's markdown for a model folder (does not write it)."""
+    folder = Path(folder)
+    meta = json.loads((folder / CONFIG).read_text())
+    model, task, training = meta["model"], meta["task"], meta.get("training")
+    from workbench.model.config import ModelConfig
+
+    mech = ModelConfig.from_dict(model).mechanisms
+    out = [f"# Model card: `{meta.get('name', folder.name)}`", "",
+           "A looped transformer for modular arithmetic on random computational graphs (workbench format "
+           f"`{meta.get('format')}`: `model.safetensors` + `config.json`).", "",
+           "## Mechanisms", "", *[f"- **{k.replace('_', ' ')}**: {v}" for k, v in mech.items()], "",
+           "## Task", "",
+           f"- modulus p = {task['modulus']}, operations {task['operations']}, name pool {task['n_names']}, "
+           f"max fan-in {task['max_fan_in']}, value codes {task.get('n_values') or task['modulus']}", "",
+           "## Architecture", "",
+           f"- {model['n_layers']} layers x {model['n_heads']} heads x d_model {model['d_model']}, "
+           f"relative-position window {model['rel_window']}, dropout {model['dropout']}", ""]
+    if training:
+        cfg = training["config"]
+        out += ["## Training", "",
+                f"- steps: {training['steps']}, tokens: {training['tokens']:,}, wall time: {training['wall_time_s'] / 60:.1f} min",
+                f"- hardware: {training['hardware']}",
+                f"- batch: {cfg['batch_graphs']} graphs x {cfg['steps_per_graph']} sampled teacher-forced steps; "
+                f"AdamW lr {cfg['lr']} (warm-up {cfg['warmup_steps']}), weight decay {cfg['weight_decay']}, "
+                f"value-loss weight {cfg['value_weight']}, seed {cfg['seed']}",
+                f"- reproduce: `workbench train --config {folder.as_posix()}/train.toml`", "",
+                phases_table(cfg["phases"]), ""]
+        if training.get("evals"):
+            out += ["### Evaluations during training (free-running, until the state stops changing)", "",
+                    "| step | phase | " + " | ".join(f"N={s['n_nodes']} % solved" for s in training["evals"][-1]["sizes"]) + " |",
+                    "|---|---|" + "---|" * len(training["evals"][-1]["sizes"])]
+            for e in training["evals"]:
+                out.append(f"| {e['step']} | {e['phase']} | " + " | ".join(f"{100 * s['graph_acc']:.1f}" for s in e["sizes"]) + " |")
+            out.append("")
+    if (folder / EVAL_FILE).exists():
+        ev = json.loads((folder / EVAL_FILE).read_text())
+        out += ["## Evaluation", "",
+                f"`{ev.get('command', 'workbench eval')}`: {ev['sizes'][0]['count']} fresh graphs per N, depth uncapped, "
+                "free-running until the discrete state stops changing (cap 2 x N steps), no oracle step count.", "",
+                eval_table(ev["sizes"]), ""]
+        if (folder / "accuracy.png").exists():
+            out += ["![accuracy against N](accuracy.png)", ""]
+    out += ["## Hooks", "", "Hook names: `loop.{t}.blocks.{l}.attn.hook_pattern` and friends (see ARCHITECTURE.md).", ""]
+    old = (folder / CARD).read_text() if (folder / CARD).exists() else ""
+    notes = old.split(NOTES_MARK, 1)[1] if NOTES_MARK in old else "\n\n_No notes yet._\n"
+    return "\n".join(out) + "\n" + NOTES_MARK + notes
+
+
+def write_card(folder: str | Path) -> Path:
+    """Regenerate ``card.md`` in a model folder, keeping its hand-written notes."""
+    folder = Path(folder)
+    write_text_atomic(folder / CARD, render_card(folder))
+    return folder / CARD

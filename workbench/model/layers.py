@@ -1,0 +1,144 @@
+"""The model's components, named after what they compute (TransformerLens conventions).
+
+Every component takes a ``tap``: the hook point of the current loop step. The plain model passes
+``NO_TAP`` (identity, nothing active) and so runs a fused attention kernel; the hookable wrapper
+passes per-step hook points, and attention then computes its pattern explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from workbench.model.config import ModelConfig
+
+
+class Tap:
+    """The identity hook: returns what it is given; no site is active."""
+
+    def __call__(self, name: str, x: Tensor) -> Tensor:
+        return x
+
+    def active(self, name: str) -> bool:
+        """Whether anything listens at ``name`` (a site may then be computed in a slower, explicit form)."""
+        return False
+
+
+NO_TAP = Tap()
+
+
+class FactorEmbed(nn.Module):
+    """Sum of one embedding per factor: a token (syntax, variable, operation, value) -> [d_model]."""
+
+    def __init__(self, factor_sizes: tuple[int, ...], d_model: int) -> None:
+        super().__init__()
+        self.W_E = nn.ModuleList(nn.Embedding(n, d_model) for n in factor_sizes)
+
+    def forward(self, state: Tensor) -> Tensor:  # [batch, pos, factor] -> [batch, pos, d_model]
+        return sum(emb(state[..., f]) for f, emb in enumerate(self.W_E))
+
+
+class FactorUnembed(nn.Module):
+    """One linear head per factor: [batch, pos, d_model] -> logits per factor [batch, pos, vocab_f]."""
+
+    def __init__(self, factor_sizes: tuple[int, ...], d_model: int) -> None:
+        super().__init__()
+        self.W_U = nn.ModuleList(nn.Linear(d_model, n) for n in factor_sizes)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return [head(x) for head in self.W_U]
+
+
+def relative_buckets(n_pos: int, window: int, device: torch.device) -> Tensor:
+    """Bucket of every (query, key) pair: the distance q - k, clipped to ``window - 1`` ([query, key]).
+
+    All distances >= window - 1 share the last bucket, so long-range lookups are purely by content and
+    the same table serves any sequence length (what lets the model run on longer graphs).
+    """
+    pos = torch.arange(n_pos, device=device)
+    return (pos[:, None] - pos[None, :]).clamp(min=0, max=window - 1)
+
+
+class RelativeAttention(nn.Module):
+    """Causal multi-head attention with a learned per-head bias on clipped relative distance."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        H, D, d = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.n_heads, self.d_head, self.window, self.dropout = H, d, cfg.rel_window, cfg.dropout
+        self.rel_bias_scale = cfg.rel_bias_scale
+        init = lambda *shape: nn.Parameter(torch.randn(*shape) / math.sqrt(shape[-2]))  # noqa: E731
+        self.W_Q, self.W_K, self.W_V = init(H, D, d), init(H, D, d), init(H, D, d)
+        if cfg.qk_init == "mimetic":
+            with torch.no_grad():
+                self.W_K.copy_(self.W_Q)
+        self.W_O = nn.Parameter(torch.randn(H, d, D) / math.sqrt(H * d))
+        self.b_Q, self.b_K, self.b_V = (nn.Parameter(torch.zeros(H, d)) for _ in range(3))
+        self.b_O = nn.Parameter(torch.zeros(D))
+        self.rel_bias = nn.Parameter(torch.zeros(H, cfg.rel_window))  # [head, bucket], in units of rel_bias_scale
+
+    def position_bias(self, n_pos: int) -> Tensor:
+        """Additive score bias [head, query, key]: the relative-position term, -inf above the diagonal."""
+        bias = self.rel_bias_scale * self.rel_bias[:, relative_buckets(n_pos, self.window, self.rel_bias.device)]
+        causal = torch.ones(n_pos, n_pos, dtype=torch.bool, device=bias.device).triu(1)
+        return bias.masked_fill(causal, float("-inf"))
+
+    def forward(self, x: Tensor, tap: Tap = NO_TAP, prefix: str = "") -> Tensor:  # [batch, pos, d_model]
+        B, P, D = x.shape
+        H, d = self.n_heads, self.d_head
+        proj = lambda W, b: (x @ W.permute(1, 0, 2).reshape(D, H * d)).view(B, P, H, d) + b  # noqa: E731
+        q = tap(prefix + "hook_q", proj(self.W_Q, self.b_Q))  # [batch, pos, head, d_head]
+        k = tap(prefix + "hook_k", proj(self.W_K, self.b_K))
+        v = tap(prefix + "hook_v", proj(self.W_V, self.b_V))
+        bias = self.position_bias(P)  # [head, query, key]
+        drop = self.dropout if self.training else 0.0
+        explicit = any(tap.active(prefix + s) for s in ("hook_attn_scores", "hook_pattern", "hook_z", "hook_result"))
+        if explicit:
+            scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d) + bias
+            scores = tap(prefix + "hook_attn_scores", scores)  # [batch, head, query, key]
+            pattern = tap(prefix + "hook_pattern", F.dropout(scores.softmax(-1), drop, self.training))
+            z = torch.einsum("bhqk,bkhd->bqhd", pattern, v)
+        else:
+            z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                               attn_mask=bias, dropout_p=drop).transpose(1, 2)
+        z = tap(prefix + "hook_z", z)  # [batch, pos, head, d_head]
+        if tap.active(prefix + "hook_result"):
+            result = tap(prefix + "hook_result", torch.einsum("bphd,hdm->bphm", z, self.W_O))  # [batch, pos, head, d_model]
+            return result.sum(2) + self.b_O
+        return z.reshape(B, P, H * d) @ self.W_O.reshape(H * d, D) + self.b_O
+
+
+class MLP(nn.Module):
+    """Two-layer ReLU MLP, width ``mlp_width``."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.W_in = nn.Linear(cfg.d_model, cfg.mlp_width)
+        self.W_out = nn.Linear(cfg.mlp_width, cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, tap: Tap = NO_TAP, prefix: str = "") -> Tensor:
+        pre = tap(prefix + "hook_pre", self.W_in(x))  # [batch, pos, d_mlp]
+        post = tap(prefix + "hook_post", F.relu(pre))
+        return self.dropout(self.W_out(post))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + Attn(LN(x)), then + MLP(LN(.))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = RelativeAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: Tensor, tap: Tap = NO_TAP, prefix: str = "") -> Tensor:
+        x = tap(prefix + "hook_resid_pre", x)
+        x = x + tap(prefix + "hook_attn_out", self.attn(self.ln1(x), tap, prefix + "attn."))
+        x = tap(prefix + "hook_resid_mid", x)
+        x = x + tap(prefix + "hook_mlp_out", self.mlp(self.ln2(x), tap, prefix + "mlp."))
+        return tap(prefix + "hook_resid_post", x)

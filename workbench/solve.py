@@ -1,0 +1,98 @@
+"""Solve problems in the text format with a model: the call behind ``workbench solve`` and the API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from workbench.model.looped import LoopedModel
+from workbench.task.text import Problem, parse_problem, problems_to_graphs
+from workbench.task.tokens import TokenBatch, tokenize
+from workbench.task.vocab import F_VALUE
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The model's answer to one problem.
+
+    values: the value of every variable (user names); None where the model left a slot EMPTY or
+        wrote a code outside 0..p-1 (only when it did not converge).
+    iterations: steps until the state stopped changing; converged: whether it did within the cap.
+    """
+
+    values: dict[str, int | None]
+    iterations: int
+    converged: bool
+
+    def to_dict(self) -> dict:
+        return {"values": self.values, "iterations": self.iterations, "converged": self.converged}
+
+
+def as_problem(problem: str | Problem, model: LoopedModel) -> Problem:
+    """A parsed problem, checked against the model's task (text is parsed)."""
+    return parse_problem(problem, model.task) if isinstance(problem, str) else problem
+
+
+def encode_problems(problems: Sequence[str | Problem], model: LoopedModel, *, seed: int = 0) -> tuple[TokenBatch, list[dict[str, int]]]:
+    """Token batch (padded) for problems, and each problem's map from user names to pool indices."""
+    parsed = [as_problem(p, model) for p in problems]
+    graphs, mapping = problems_to_graphs(parsed, model.task, seed=seed)
+    return tokenize(graphs, model.vocab), mapping
+
+
+def decode_values(tb: TokenBatch, final: np.ndarray, problems: Sequence[Problem], modulus: int) -> list[dict[str, int | None]]:
+    """Per problem, each variable's value read at its defining position of the final state."""
+    out = []
+    for b, problem in enumerate(problems):
+        codes = final[b, tb.rhs_pos[b, : len(problem)], F_VALUE]
+        out.append({eq.name: (int(c) if 0 <= c < modulus else None) for eq, c in zip(problem.equations, codes)})
+    return out
+
+
+def run_chunked(model: LoopedModel, tb: TokenBatch, *, batch_size: int = 64, max_steps: int | None = None,
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the model on a token batch in chunks of similar length (less padding per forward pass).
+
+    Returns the final states [batch, pos, factor], iterations [batch] and converged [batch] (numpy).
+    """
+    order = np.argsort(tb.length, kind="stable")
+    finals = tb.tokens.astype(np.int64)
+    iterations = np.zeros(tb.batch, dtype=np.int64)
+    converged = np.zeros(tb.batch, dtype=bool)
+    was_training = model.training
+    model.eval()
+    chunks = range(0, tb.batch, batch_size)
+    for start in tqdm(chunks, desc="solve", disable=not progress or len(chunks) < 2, dynamic_ncols=True):
+        rows = order[start:start + batch_size]
+        sub = tb.select(rows)
+        out = model.run(torch.from_numpy(sub.tokens), lengths=torch.from_numpy(sub.length), max_steps=max_steps)
+        finals[rows, : sub.max_len] = out.final.numpy()
+        iterations[rows] = out.iterations.numpy()
+        converged[rows] = out.converged.numpy()
+    model.train(was_training)
+    return finals, iterations, converged
+
+
+def solve(model: LoopedModel, problems: Sequence[str | Problem] | str | Problem, *, batch_size: int = 64,
+          max_steps: int | None = None, seed: int = 0, progress: bool = False) -> list[Solution] | Solution:
+    """Solve one problem or a batch; batches run together on the model's device, chunked by length.
+
+    >>> from workbench.model.looped import LoopedModel
+    >>> from workbench.model.config import ModelConfig
+    >>> from workbench.task.config import TaskConfig
+    >>> sol = solve(LoopedModel(ModelConfig(d_model=16, n_heads=2), TaskConfig()), "a = 3\\nb = a", max_steps=2)
+    >>> sorted(sol.values), sol.iterations <= 2
+    (['a', 'b'], True)
+    """
+    single = isinstance(problems, (str, Problem))
+    batch = [problems] if single else list(problems)
+    parsed = [as_problem(p, model) for p in batch]
+    tb, _ = encode_problems(parsed, model, seed=seed)
+    finals, iterations, converged = run_chunked(model, tb, batch_size=batch_size, max_steps=max_steps, progress=progress)
+    values = decode_values(tb, finals, parsed, model.task.modulus)
+    solutions = [Solution(v, int(i), bool(c)) for v, i, c in zip(values, iterations, converged)]
+    return solutions[0] if single else solutions

@@ -1,0 +1,147 @@
+"""Training config: the run's settings and its curriculum of phases (TOML or JSON files)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import WorkbenchError
+from workbench.model.config import ModelConfig
+from workbench.task.config import TaskConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class Phase:
+    """One stage of the curriculum: what graphs to train on, for how many steps.
+
+    nodes: graph sizes drawn uniformly from [lo, hi] per graph.
+    fan_in: parent counts drawn uniformly from this list (repeat an entry to weight it).
+    modulus: arithmetic for this phase (a larger, wrap-free modulus helps learn addition first);
+        default the task's. leaf_values: leaf constants drawn from 0..leaf_values-1 (default modulus).
+    depth_cap: parents only among nodes of depth < cap. corruption_prob overrides the model's.
+    """
+
+    name: str
+    steps: int
+    nodes: tuple[int, int] = (8, 16)
+    fan_in: tuple[int, ...] = (1, 2, 3)
+    modulus: int | None = None
+    leaf_values: int | None = None
+    depth_cap: int | None = 6
+    lr: float | None = None
+    corruption_prob: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+        object.__setattr__(self, "fan_in", tuple(self.fan_in))
+        if self.steps < 1 or len(self.nodes) != 2 or not 6 < self.nodes[0] <= self.nodes[1]:
+            raise WorkbenchError(f"phase {self.name!r}: steps must be positive and nodes a range [lo, hi] with 6 < lo <= hi")
+        if not self.fan_in or any(k not in (1, 2, 3) for k in self.fan_in):
+            raise WorkbenchError(f"phase {self.name!r}: fan_in entries must be 1, 2 or 3")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """A whole training run; ``workbench train --config F`` reads it, ``--resume`` continues it."""
+
+    name: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    phases: tuple[Phase, ...] = ()
+    seed: int = 0
+    out: str = "runs/{name}"
+    export: str | None = "models/{name}"
+    batch_graphs: int = 32
+    steps_per_graph: int = 2
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    value_weight: float = 4.0
+    unroll_cap: int = 8
+    log_every: int = 25
+    eval_every: int = 500
+    eval_sizes: tuple[int, ...] = (16, 32)
+    eval_count: int = 64
+    checkpoint_every: int = 200
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phases", tuple(self.phases))
+        object.__setattr__(self, "eval_sizes", tuple(self.eval_sizes))
+        if not self.phases:
+            raise WorkbenchError("training config needs at least one [[phases]] entry")
+        top = max(p.modulus or self.task.modulus for p in self.phases)
+        if top > self.task.value_codes:
+            raise WorkbenchError(f"a phase uses modulus {top} but the task has only {self.task.value_codes} value codes; set task.n_values >= {top}")
+        # what the graph sampler would otherwise reject mid-run, with a traceback
+        names, codes = self.task.n_names, self.task.value_codes
+        for p in self.phases:
+            if p.nodes[1] > names:
+                raise WorkbenchError(f"phase {p.name!r}: graphs of up to {p.nodes[1]} nodes need task.n_names >= {p.nodes[1]}, got {names}")
+            if max(p.fan_in) > self.task.max_fan_in:
+                raise WorkbenchError(f"phase {p.name!r}: fan_in {max(p.fan_in)} exceeds task.max_fan_in {self.task.max_fan_in}")
+            if p.leaf_values is not None and not 1 <= p.leaf_values <= codes:
+                raise WorkbenchError(f"phase {p.name!r}: leaf_values must lie in 1..{codes} (the task's value codes)")
+        if any(not 7 <= n <= names for n in self.eval_sizes):
+            raise WorkbenchError(f"eval_sizes {list(self.eval_sizes)}: every size must lie in 7..{names} (6 leaves plus one node; task.n_names)")
+        counts = ("batch_graphs", "steps_per_graph", "unroll_cap", "log_every", "eval_every", "eval_count", "checkpoint_every")
+        bad = [name for name in counts if getattr(self, name) < 1]
+        if bad:
+            raise WorkbenchError(f"{', '.join(bad)} must be at least 1")
+
+    @property
+    def total_steps(self) -> int:
+        return sum(p.steps for p in self.phases)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out.format(name=self.name))
+
+    @property
+    def export_dir(self) -> Path | None:
+        return Path(self.export.format(name=self.name)) if self.export else None
+
+    def phase_at(self, step: int) -> Phase:
+        """The phase that step ``step`` (0-based) belongs to."""
+        end = 0
+        for phase in self.phases:
+            end += phase.steps
+            if step < end:
+                return phase
+        return self.phases[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"], d["task"] = self.model.to_dict(), self.task.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise WorkbenchError(f"unknown training config keys {sorted(unknown)}; known: {sorted(known)}")
+        d = dict(d)
+        try:
+            d["model"] = ModelConfig.from_dict(d.get("model", {}))
+            d["task"] = TaskConfig.from_dict(d.get("task", {}))
+            d["phases"] = tuple(Phase(**p) for p in d.get("phases", []))
+            return cls(**d)
+        except TypeError as exc:
+            raise WorkbenchError(f"bad training config: {exc}") from None
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read a TOML or JSON training config; WorkbenchError with the reason if it is unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorkbenchError(f"training config '{path}' does not exist")
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise WorkbenchError(f"cannot parse training config '{path}': {exc}") from None
+    return TrainConfig.from_dict(data)

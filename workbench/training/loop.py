@@ -1,0 +1,243 @@
+"""The training loop: curriculum phases, teacher-forced steps, atomic checkpoints, resume, export.
+
+A run lives in ``out/`` (``runs/<name>`` by default): ``checkpoint/`` (weights, optimizer, RNG and
+progress; replaced atomically, so a run killed at any moment resumes from its last checkpoint) and
+``log.jsonl`` (one line per log or eval event). At the end the model is exported as a model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from workbench.device import default_device
+from workbench.errors import WorkbenchError
+from workbench.model.checkpoint import replace_dir, save_model
+from workbench.model.looped import LoopedModel
+from workbench.task.tokens import TokenBatch
+from workbench.task.vocab import F_VALUE
+from workbench.training.batches import StepBatch, sample_phase, teacher_forced_batch
+from workbench.training.config import TrainConfig
+
+CHECKPOINT = "checkpoint"
+
+
+def factor_loss(logits: list[torch.Tensor], targets: torch.Tensor, valid: torch.Tensor,
+                rhs: torch.Tensor, value_weight: float) -> torch.Tensor:
+    """Mean cross-entropy of every factor over non-padding positions, plus ``value_weight`` x the
+    value cross-entropy at defining (RHS) positions, where the computation happens (they are a small
+    fraction of all positions, so an unweighted mean hardly sees them)."""
+    loss = sum(F.cross_entropy(lg[valid], targets[..., f][valid]) for f, lg in enumerate(logits))
+    if value_weight and rhs.any():
+        loss = loss + value_weight * F.cross_entropy(logits[F_VALUE][rhs], targets[..., F_VALUE][rhs])
+    return loss
+
+
+def frontier_metrics(logits: list[torch.Tensor], batch: StepBatch) -> dict[str, float]:
+    """Value accuracy where new values are written (the frontier), overall and by fan-in."""
+    pred = logits[F_VALUE].argmax(-1)
+    right = pred == batch.targets[..., F_VALUE]
+    out = {"token_acc": float(torch.stack([lg.argmax(-1) for lg in logits], -1).eq(batch.targets).all(-1)[batch.valid].float().mean())}
+    if batch.frontier.any():
+        out["frontier_acc"] = float(right[batch.frontier].float().mean())
+    for k in (1, 2, 3):
+        sel = batch.frontier & (batch.fan_in == k)
+        if sel.any():
+            out[f"fan{k}_acc"] = float(right[sel].float().mean())
+    return out
+
+
+def unrolled_loss(model: LoopedModel, tb: TokenBatch, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, dict]:
+    """Loss with backpropagation through the loop: continuous-latent and feedforward models.
+
+    Looped continuous models run depth+1 steps (capped at ``unroll_cap``) from the input state;
+    algorithmic supervision scores every step against its teacher state, end-to-end only the last
+    against the solved state. A feedforward model makes one pass and is scored against the solved state.
+    """
+    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=torch.long)  # noqa: E731
+    valid = as_t(np.arange(tb.max_len)[None, :] < tb.length[:, None]).bool()
+    rhs = as_t(tb.is_rhs).bool()
+    n_steps = 1 if not model.cfg.looped else min(int(tb.max_depth.max()) + 1, cfg.unroll_cap)
+    state = as_t(tb.state(-1))
+    hidden, total, logits = None, 0.0, None
+    for t in range(n_steps):
+        logits, h = model.step(state, hidden=hidden)
+        hidden = h if model.cfg.latent == "continuous" else None
+        if model.cfg.looped and model.cfg.latent == "discrete":
+            state = model.decode(logits).detach()
+        if model.cfg.supervision == "algorithmic" and model.cfg.looped:
+            total = total + factor_loss(logits, as_t(tb.state(t)), valid, rhs, cfg.value_weight)
+    final_target = as_t(tb.solved() if n_steps > int(tb.max_depth.max()) or not model.cfg.looped else tb.state(n_steps - 1))
+    if model.cfg.supervision == "end_to_end" or not model.cfg.looped:
+        total = factor_loss(logits, final_target, valid, rhs, cfg.value_weight)
+    else:
+        total = total / n_steps
+    right = (logits[F_VALUE].argmax(-1) == final_target[..., F_VALUE])[rhs]
+    return total, {"token_acc": float(right.float().mean()), "frontier_acc": float(right.float().mean())}
+
+
+def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors (safetensors) and JSON."""
+    sd = opt.state_dict()
+    tensors = {f"state.{i}.{k}": v.detach().cpu().reshape(-1) if v.ndim == 0 else v.detach().cpu()
+               for i, st in sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
+    return tensors, {"param_groups": sd["param_groups"], "scalar_shapes": [k for k, v in
+                     ((f"state.{i}.{k}", v) for i, st in sd["state"].items() for k, v in st.items()) if torch.is_tensor(v) and v.ndim == 0]}
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    scalars = set(meta["scalar_shapes"])
+    for key, value in tensors.items():
+        _, i, name = key.split(".", 2)
+        state.setdefault(int(i), {})[name] = value.reshape(()) if key in scalars else value
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+class Run:
+    """A training run's mutable state; ``save`` and ``load`` make it resumable."""
+
+    def __init__(self, cfg: TrainConfig, model: LoopedModel, opt: torch.optim.Optimizer) -> None:
+        self.cfg, self.model, self.opt = cfg, model, opt
+        self.step = 0
+        self.tokens = 0
+        self.wall_time = 0.0
+        self.rng = np.random.default_rng(cfg.seed)
+        self.evals: list[dict[str, Any]] = []
+
+    @property
+    def folder(self) -> Path:
+        return self.cfg.out_dir / CHECKPOINT
+
+    def save(self) -> None:
+        tmp = self.cfg.out_dir / f".{CHECKPOINT}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(tmp / "model.safetensors"))
+        tensors, opt_meta = optimizer_state(self.opt)
+        tensors["rng.torch"] = torch.get_rng_state()
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        state = {"step": self.step, "tokens": self.tokens, "wall_time_s": self.wall_time, "evals": self.evals,
+                 "rng": self.rng.bit_generator.state, "optimizer": opt_meta, "config": self.cfg.to_dict()}
+        (tmp / "state.json").write_text(json.dumps(state))
+        replace_dir(tmp, self.folder)
+
+    def load(self) -> None:
+        if not (self.folder / "state.json").exists():
+            old = self.folder.with_name(CHECKPOINT + ".old")
+            if (old / "state.json").exists():  # killed between the two renames of replace_dir
+                os.replace(old, self.folder)
+            else:
+                raise WorkbenchError(f"no checkpoint to resume in {self.folder}; start without --resume")
+        state = json.loads((self.folder / "state.json").read_text())
+        saved = state["config"]
+        if saved["model"] != self.cfg.model.to_dict() or saved["task"] != self.cfg.task.to_dict():
+            raise WorkbenchError(f"the checkpoint in {self.folder} was trained with another model or task config; resume with the config it was started with")
+        self.model.load_state_dict(load_file(str(self.folder / "model.safetensors")))
+        tensors = load_file(str(self.folder / "optimizer.safetensors"))
+        torch.set_rng_state(tensors.pop("rng.torch"))
+        restore_optimizer(self.opt, tensors, state["optimizer"])
+        self.step, self.tokens, self.wall_time = state["step"], state["tokens"], state["wall_time_s"]
+        self.evals = state["evals"]
+        self.rng.bit_generator.state = state["rng"]
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up to the phase's rate, then constant."""
+    base = cfg.phase_at(step).lr or cfg.lr
+    return base * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, device: torch.device | None = None,
+          evaluate_fn: Callable[[LoopedModel, TrainConfig], dict] | None = None) -> Path | None:
+    """Train ``cfg`` from scratch (or from its last checkpoint with ``resume``); export when done.
+
+    Returns the exported model folder (None when the config exports nothing).
+    """
+    device = device or default_device()
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.manual_seed(cfg.seed)
+    model = LoopedModel(cfg.model, cfg.task).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    run = Run(cfg, model, opt)
+    if resume:
+        run.load()
+    elif run.folder.exists():
+        raise WorkbenchError(f"run folder {cfg.out_dir} already holds a checkpoint; pass --resume to continue it or change 'name'/'out'")
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = cfg.out_dir / "log.jsonl"
+    bar = tqdm(total=cfg.total_steps, initial=run.step, disable=not progress, desc=f"train {cfg.name}", dynamic_ncols=True)
+    window: list[dict[str, float]] = []
+    unrolled = model.cfg.latent == "continuous" or not model.cfg.looped
+    while run.step < cfg.total_steps:
+        start = time.perf_counter()
+        phase = cfg.phase_at(run.step)
+        model.train()
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, run.step)
+        tb = sample_phase(phase, cfg.task, cfg.batch_graphs, run.rng)
+        if unrolled:
+            loss, metrics = unrolled_loss(model, tb, cfg, device)
+            n_tokens = int(tb.length.sum())
+        else:
+            prob = phase.corruption_prob if phase.corruption_prob is not None else model.cfg.corruption_prob
+            batch = teacher_forced_batch(tb, steps_per_graph=cfg.steps_per_graph, cfg=model.cfg, corruption_prob=prob,
+                                         modulus=phase.modulus or cfg.task.modulus, rng=run.rng, device=device)
+            logits = model(batch.inputs)
+            loss = factor_loss(logits, batch.targets, batch.valid, batch.fan_in >= 0, cfg.value_weight)
+            with torch.no_grad():
+                metrics = frontier_metrics(logits, batch)
+            n_tokens = batch.n_tokens
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        run.step += 1
+        run.tokens += n_tokens
+        run.wall_time += time.perf_counter() - start
+        window.append({"loss": float(loss.detach()), **metrics})
+        bar.update(1)
+        if run.step % cfg.log_every == 0 or run.step == cfg.total_steps:
+            mean = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]}
+            for w in window:
+                for k in w:
+                    if k not in mean:
+                        mean[k] = float(np.mean([x[k] for x in window if k in x]))
+            window = []
+            bar.set_postfix({k: f"{v:.3f}" for k, v in mean.items() if k in ("loss", "frontier_acc", "fan2_acc", "fan3_acc")})
+            with log_path.open("a") as f:
+                f.write(json.dumps({"event": "train", "step": run.step, "phase": phase.name, "tokens": run.tokens,
+                                    "wall_time_s": round(run.wall_time, 1), "lr": learning_rate(cfg, run.step - 1), **mean}) + "\n")
+        if evaluate_fn is not None and (run.step % cfg.eval_every == 0 or run.step == cfg.total_steps):
+            t0 = time.perf_counter()
+            result = {"step": run.step, "phase": phase.name, **evaluate_fn(model, cfg)}
+            run.wall_time += time.perf_counter() - t0
+            run.evals.append(result)
+            with log_path.open("a") as f:
+                f.write(json.dumps({"event": "eval", **result}) + "\n")
+            bar.write(f"step {run.step} eval: {json.dumps(result)}")
+        if run.step % cfg.checkpoint_every == 0 or run.step == cfg.total_steps:
+            run.save()
+    bar.close()
+    return export(run) if cfg.export_dir else None
+
+
+def export(run: Run) -> Path:
+    """Write the trained model as a model folder with its training record in ``config.json``."""
+    cfg = run.cfg
+    training = {"config": cfg.to_dict(), "steps": run.step, "tokens": run.tokens,
+                "wall_time_s": round(run.wall_time, 1), "evals": run.evals,
+                "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                            f"{'cuda' if next(run.model.parameters()).is_cuda else 'cpu'}"}
+    return save_model(run.model.cpu(), cfg.export_dir, name=cfg.name, extra={"training": training})

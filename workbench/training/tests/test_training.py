@@ -1,0 +1,380 @@
+"""Training: a tiny run trains and exports, the loss falls, resume is exact, corruption hits the right slots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from workbench.errors import WorkbenchError
+from workbench.model.checkpoint import CONFIG, WEIGHTS, load_model
+from workbench.model.config import ModelConfig
+from workbench.task.config import TaskConfig
+from workbench.task.graphs import sample_graphs
+from workbench.task.tokens import tokenize
+from workbench.task.vocab import F_VALUE, Vocab
+from workbench.training import loop
+from workbench.training.batches import corrupt, tainted_frontier, teacher_forced_batch
+from workbench.training.config import Phase, TrainConfig, load_train_config
+from workbench.training.loop import train
+
+CPU = torch.device("cpu")
+TASK = TaskConfig(modulus=5, n_names=16)
+TINY = ModelConfig(n_layers=1, n_heads=2, d_model=16, d_mlp=32, rel_window=8)
+PHASES = (Phase(name="copy", steps=3, nodes=(7, 8), fan_in=(1,)),
+          Phase(name="add", steps=3, nodes=(7, 9), fan_in=(1, 2), depth_cap=None))
+
+
+def tiny_config(tmp_path, **changes) -> TrainConfig:
+    base = TrainConfig(name="tiny", model=TINY, task=TASK, phases=PHASES, out=str(tmp_path / "runs" / "{name}"),
+                       export=str(tmp_path / "models" / "{name}"), batch_graphs=4, warmup_steps=1, log_every=1,
+                       checkpoint_every=100, eval_sizes=(8,), threads=1)
+    return replace(base, **changes)
+
+
+def log_lines(cfg: TrainConfig) -> list[dict]:
+    return [json.loads(line) for line in (cfg.out_dir / "log.jsonl").read_text().splitlines()]
+
+
+# --- whole runs --------------------------------------------------------------------------------------
+
+def test_tiny_run_trains_logs_checkpoints_and_exports(tmp_path):
+    cfg = tiny_config(tmp_path)
+    folder = train(cfg, progress=False, device=CPU)
+    assert folder == tmp_path / "models" / "tiny"
+    model = load_model(folder, device="cpu")
+    assert model.cfg == TINY and model.task == TASK
+    training = json.loads((folder / CONFIG).read_text())["training"]
+    assert training["steps"] == 6 and training["tokens"] > 0 and training["config"]["name"] == "tiny"
+    lines = log_lines(cfg)
+    assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert [line["phase"] for line in lines] == ["copy"] * 3 + ["add"] * 3
+    assert all(np.isfinite(line["loss"]) for line in lines)
+    state = json.loads((cfg.out_dir / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 6
+    assert {p.name for p in (cfg.out_dir / "checkpoint").iterdir()} == {"model.safetensors", "optimizer.safetensors", "state.json"}
+
+
+def test_run_without_export_returns_none(tmp_path):
+    cfg = tiny_config(tmp_path, export=None, phases=PHASES[:1])
+    assert train(cfg, progress=False, device=CPU) is None
+    assert not (tmp_path / "models").exists()
+
+
+def test_evaluations_are_logged_and_kept(tmp_path):
+    cfg = tiny_config(tmp_path, eval_every=2, export=None)
+    calls = []
+
+    def evaluate(model, c):
+        calls.append(model.training)
+        return {"score": len(calls)}
+
+    train(cfg, progress=False, device=CPU, evaluate_fn=evaluate)
+    evals = [line for line in log_lines(cfg) if line["event"] == "eval"]
+    assert [e["step"] for e in evals] == [2, 4, 6] and [e["score"] for e in evals] == [1, 2, 3]
+
+
+def test_loss_falls_on_a_trivially_learnable_copy_task(tmp_path):
+    cfg = tiny_config(tmp_path, phases=(Phase(name="copy", steps=50, nodes=(7, 8), fan_in=(1,)),), lr=1e-2,
+                      batch_graphs=8, log_every=10, export=None)
+    train(cfg, progress=False, device=CPU)
+    losses = [line["loss"] for line in log_lines(cfg)]
+    assert len(losses) == 5
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+def train_until_killed(cfg: TrainConfig, kill_at: int, monkeypatch) -> None:
+    """Train ``cfg`` and die just after the checkpoint of step ``kill_at`` is written."""
+
+    class Killed(Exception):
+        pass
+
+    save = loop.Run.save
+
+    def save_then_die(run):
+        save(run)
+        if run.step == kill_at:
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop.Run, "save", save_then_die)
+        with pytest.raises(Killed):
+            train(cfg, progress=False, device=CPU)
+
+
+def test_resuming_from_a_checkpoint_gives_the_same_weights_as_one_run(tmp_path, monkeypatch):
+    k = 3
+    # dropout draws from torch's RNG and corruption from numpy's: both must be restored on resume
+    noisy = replace(TINY, dropout=0.1, corruption_prob=0.5, corruption_strategy="previous")
+    straight = tiny_config(tmp_path / "a", model=noisy, checkpoint_every=k)
+    resumed = tiny_config(tmp_path / "b", model=noisy, checkpoint_every=k)
+    train(straight, progress=False, device=CPU)
+    train_until_killed(resumed, k, monkeypatch)
+    assert json.loads((resumed.out_dir / "checkpoint" / "state.json").read_text())["step"] == k
+    train(resumed, resume=True, progress=False, device=CPU)
+    a = load_file(str(straight.export_dir / WEIGHTS))
+    b = load_file(str(resumed.export_dir / WEIGHTS))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    opt_a = load_file(str(straight.out_dir / "checkpoint" / "optimizer.safetensors"))
+    opt_b = load_file(str(resumed.out_dir / "checkpoint" / "optimizer.safetensors"))
+    assert all(torch.equal(opt_a[key], opt_b[key]) for key in opt_a)
+    tokens_a = json.loads((straight.export_dir / CONFIG).read_text())["training"]["tokens"]
+    tokens_b = json.loads((resumed.export_dir / CONFIG).read_text())["training"]["tokens"]
+    assert tokens_a == tokens_b
+
+
+def test_resume_without_a_checkpoint_is_a_user_error(tmp_path):
+    cfg = tiny_config(tmp_path)
+    with pytest.raises(WorkbenchError, match="no checkpoint to resume"):
+        train(cfg, resume=True, progress=False, device=CPU)
+
+
+def test_starting_over_an_existing_checkpoint_without_resume_is_a_user_error(tmp_path):
+    cfg = tiny_config(tmp_path, phases=PHASES[:1], export=None)
+    train(cfg, progress=False, device=CPU)
+    before = (cfg.out_dir / "checkpoint" / "model.safetensors").read_bytes()
+    with pytest.raises(WorkbenchError, match="--resume"):
+        train(cfg, progress=False, device=CPU)
+    assert (cfg.out_dir / "checkpoint" / "model.safetensors").read_bytes() == before
+
+
+def test_resume_with_another_model_config_is_a_user_error(tmp_path):
+    cfg = tiny_config(tmp_path, phases=PHASES[:1], export=None)
+    train(cfg, progress=False, device=CPU)
+    with pytest.raises(WorkbenchError, match="another model or task config"):
+        train(replace(cfg, model=replace(TINY, d_model=32, n_heads=4)), resume=True, progress=False, device=CPU)
+
+
+def test_resume_of_a_finished_run_only_exports(tmp_path):
+    cfg = tiny_config(tmp_path, phases=PHASES[:1])
+    train(cfg, progress=False, device=CPU)
+    first = (cfg.export_dir / WEIGHTS).read_bytes()
+    n_lines = len(log_lines(cfg))
+    train(cfg, resume=True, progress=False, device=CPU)
+    assert (cfg.export_dir / WEIGHTS).read_bytes() == first and len(log_lines(cfg)) == n_lines
+
+
+@pytest.mark.parametrize("model", [
+    replace(TINY, latent="continuous"),
+    replace(TINY, recurrence="feedforward", n_layers=2),
+    replace(TINY, latent="continuous", supervision="end_to_end"),
+    replace(TINY, recurrence="feedforward", supervision="end_to_end"),
+    replace(TINY, corruption_prob=1.0, corruption_strategy="all_filled"),
+], ids=["continuous", "feedforward", "continuous-end-to-end", "feedforward-end-to-end", "error-correction"])
+def test_every_mechanism_trains_a_few_steps(tmp_path, model):
+    cfg = tiny_config(tmp_path, model=model, phases=(Phase(name="a", steps=2, nodes=(7, 9), depth_cap=None),
+                                                     Phase(name="b", steps=1, nodes=(7, 8), corruption_prob=0.5)))
+    folder = train(cfg, progress=False, device=CPU)
+    assert load_model(folder, device="cpu").cfg == model
+    assert all(np.isfinite(line["loss"]) for line in log_lines(cfg))
+
+
+def test_training_changes_the_weights(tmp_path):
+    cfg = tiny_config(tmp_path, phases=PHASES[:1], export=None)
+    torch.manual_seed(cfg.seed)
+    from workbench.model.looped import LoopedModel
+
+    initial = LoopedModel(cfg.model, cfg.task).state_dict()
+    train(cfg, progress=False, device=CPU)
+    trained = load_file(str(cfg.out_dir / "checkpoint" / "model.safetensors"))
+    assert any(not torch.equal(initial[k], trained[k]) for k in initial)
+
+
+# --- corruption --------------------------------------------------------------------------------------
+
+def sampled_batch(seed: int = 0, batch: int = 16):
+    task = TaskConfig(modulus=5, n_names=24)
+    graphs = sample_graphs(np.full(batch, 16), batch, rng=np.random.default_rng(seed), task=task, fan_in=(1, 2, 3))
+    return tokenize(graphs, Vocab.for_task(task))
+
+
+def candidates(depth: np.ndarray, step: np.ndarray, strategy: str) -> np.ndarray:
+    t = step[:, None]
+    return {"frontier": depth == t, "previous": depth == t - 1, "all_filled": (depth >= 0) & (depth < t)}[strategy]
+
+
+@pytest.mark.parametrize("strategy", ["frontier", "previous", "all_filled"])
+def test_corruption_touches_only_the_value_of_its_strategys_slots(strategy):
+    tb = sampled_batch()
+    rng = np.random.default_rng(1)
+    step = rng.integers(0, tb.max_depth.astype(np.int64) + 2)
+    inputs = tb.state(step - 1)
+    clean = inputs.copy()
+    cfg = ModelConfig(corruption_strategy=strategy, corruption_fraction=1.0)
+    out, hit = corrupt(inputs, tb, step, cfg=cfg, prob=1.0, modulus=5, rng=rng)
+    expected = candidates(tb.depth.astype(np.int64), step, strategy)
+    assert expected.any()
+    np.testing.assert_array_equal(hit, expected)  # fraction 1, prob 1: every candidate is hit
+    np.testing.assert_array_equal(inputs, clean)  # the input is not modified in place
+    changed = (out != inputs).any(-1)
+    assert changed.any() and not (changed & ~expected).any()
+    np.testing.assert_array_equal(np.delete(out, F_VALUE, axis=-1), np.delete(inputs, F_VALUE, axis=-1))
+    assert out[..., F_VALUE][hit].max() < 5 and out[..., F_VALUE][hit].min() >= 0
+
+
+@pytest.mark.parametrize("strategy", ["frontier", "previous", "all_filled"])
+def test_partial_corruption_hits_a_subset_of_the_candidates(strategy):
+    tb = sampled_batch(seed=2, batch=32)
+    rng = np.random.default_rng(3)
+    step = rng.integers(1, tb.max_depth.astype(np.int64) + 2)
+    cfg = ModelConfig(corruption_strategy=strategy, corruption_fraction=0.5)
+    _, hit = corrupt(tb.state(step - 1), tb, step, cfg=cfg, prob=1.0, modulus=5, rng=rng)
+    expected = candidates(tb.depth.astype(np.int64), step, strategy)
+    assert hit.any() and not (hit & ~expected).any() and (expected & ~hit).any()
+
+
+def test_no_corruption_when_the_probability_is_zero():
+    tb = sampled_batch()
+    step = np.full(tb.batch, 2)
+    inputs = tb.state(step - 1)
+    out, hit = corrupt(inputs, tb, step, cfg=ModelConfig(corruption_fraction=1.0), prob=0.0, modulus=5,
+                       rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(out, inputs)
+    assert not hit.any()
+
+
+def slow_tainted(tb, hit: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Frontier RHS positions with a corrupted operand, by plain loops over graphs and nodes."""
+    out = np.zeros(hit.shape, dtype=bool)
+    for b in range(tb.batch):
+        for node in range(int(tb.graphs.n_nodes[b])):
+            if tb.graphs.depth[b, node] != step[b]:
+                continue
+            parents = [p for p in tb.graphs.parents[b, node] if p >= 0]
+            if any(hit[b, tb.rhs_pos[b, p]] for p in parents):
+                out[b, tb.rhs_pos[b, node]] = True
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["previous", "all_filled", "frontier"])
+def test_teacher_forced_targets_stay_clean_and_tainted_frontier_slots_leave_the_loss(strategy):
+    tb = sampled_batch(seed=4)
+    cfg = ModelConfig(corruption_strategy=strategy, corruption_fraction=0.5)
+    batch = teacher_forced_batch(tb, steps_per_graph=2, cfg=cfg, corruption_prob=1.0, modulus=5,
+                                 rng=np.random.default_rng(7), device=CPU)
+    # replay the batch's draws to learn its steps and hits
+    rng = np.random.default_rng(7)
+    sub = tb.select(np.repeat(np.arange(tb.batch), 2))
+    step = rng.integers(0, sub.max_depth.astype(np.int64) + 2)
+    inputs, hit = corrupt(sub.state(step - 1), sub, step, cfg=cfg, prob=1.0, modulus=5, rng=rng)
+    np.testing.assert_array_equal(batch.inputs.numpy(), inputs)
+    np.testing.assert_array_equal(batch.targets.numpy(), sub.state(step))  # targets are never corrupted
+    tainted = slow_tainted(sub, hit, step)
+    np.testing.assert_array_equal(tainted_frontier(sub, hit, step), tainted)
+    in_length = np.arange(sub.max_len)[None, :] < sub.length[:, None]
+    np.testing.assert_array_equal(batch.valid.numpy(), in_length & ~tainted)
+    np.testing.assert_array_equal(batch.frontier.numpy(), sub.depth == step[:, None])
+    if strategy == "frontier":
+        assert not tainted.any()  # frontier slots are not operands of other frontier slots
+    else:
+        assert tainted.any() and (batch.frontier & batch.valid).any()
+    assert batch.n_tokens == int((in_length & ~tainted).sum())
+
+
+def test_teacher_forced_pairs_without_corruption_are_consecutive_teacher_states():
+    tb = sampled_batch(seed=5)
+    batch = teacher_forced_batch(tb, steps_per_graph=3, cfg=ModelConfig(), corruption_prob=0.0, modulus=5,
+                                 rng=np.random.default_rng(0), device=CPU)
+    rng = np.random.default_rng(0)
+    sub = tb.select(np.repeat(np.arange(tb.batch), 3))
+    step = rng.integers(0, sub.max_depth.astype(np.int64) + 2)
+    np.testing.assert_array_equal(batch.inputs.numpy(), sub.state(step - 1))
+    np.testing.assert_array_equal(batch.targets.numpy(), sub.state(step))
+    assert batch.inputs.shape[0] == 3 * tb.batch and batch.valid.all(-1).any()
+    fan = batch.fan_in.numpy()
+    assert set(np.unique(fan)) <= {-1, 0, 1, 2, 3} and ((fan >= 0) == (sub.depth >= 0)).all()
+
+
+# --- config ------------------------------------------------------------------------------------------
+
+TOML = """
+name = "tiny"
+batch_graphs = 4
+eval_sizes = [8, 12]
+
+[model]
+n_layers = 1
+n_heads = 2
+d_model = 16
+
+[task]
+modulus = 5
+n_values = 11
+n_names = 16
+
+[[phases]]
+name = "wide"
+steps = 3
+nodes = [7, 8]
+fan_in = [1]
+modulus = 11
+
+[[phases]]
+name = "mod5"
+steps = 2
+"""
+
+
+def test_toml_and_json_configs_load_to_the_same_config(tmp_path):
+    (tmp_path / "run.toml").write_text(TOML)
+    import tomllib
+
+    (tmp_path / "run.json").write_text(json.dumps(tomllib.loads(TOML)))
+    a, b = load_train_config(tmp_path / "run.toml"), load_train_config(tmp_path / "run.json")
+    assert a == b
+    assert a.model.d_model == 16 and a.task.value_codes == 11 and a.total_steps == 5
+    assert a.phases[0].nodes == (7, 8) and a.phases[1].nodes == (8, 16) and a.eval_sizes == (8, 12)
+    assert [a.phase_at(s).name for s in range(6)] == ["wide"] * 3 + ["mod5"] * 3
+    assert TrainConfig.from_dict(json.loads(json.dumps(a.to_dict()))) == a
+
+
+def test_the_shipped_default_config_loads():
+    from pathlib import Path
+
+    cfg = load_train_config(Path(loop.__file__).resolve().parents[2] / "models" / "default" / "train.toml")
+    assert cfg.name == "default" and cfg.total_steps == sum(p.steps for p in cfg.phases) > 0
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: {**d, "learning_rate": 1}, "unknown training config keys"),
+    (lambda d: {**d, "phases": []}, "at least one [[phases]]"),
+    (lambda d: {k: v for k, v in d.items() if k != "phases"}, "at least one [[phases]]"),
+    (lambda d: {**d, "phases": [{**d["phases"][0], "modulus": 12}]}, "task.n_values >= 12"),
+    (lambda d: {**d, "phases": [{**d["phases"][0], "colour": 1}]}, "bad training config"),
+    (lambda d: {**d, "phases": [{"steps": 3}]}, "bad training config"),
+    (lambda d: {**d, "phases": [{**d["phases"][0], "nodes": [3, 8]}]}, "6 < lo <= hi"),
+    (lambda d: {**d, "phases": [{**d["phases"][0], "fan_in": [4]}]}, "fan_in entries"),
+    (lambda d: {**d, "model": {"d_model": 18, "n_heads": 4}}, "multiple of n_heads"),
+    (lambda d: {**d, "task": {"modulus": 1}}, "modulus must be at least 2"),
+    (lambda d: {**d, "phases": [{**d["phases"][0], "nodes": [8, 17]}]}, "task.n_names >= 17"),
+    (lambda d: {**d, "task": {**d["task"], "max_fan_in": 1}, "phases": [{**d["phases"][0], "fan_in": [1, 2]}]},
+     "exceeds task.max_fan_in 1"),
+    (lambda d: {**d, "phases": [{**d["phases"][0], "leaf_values": 12}]}, "leaf_values must lie in 1..11"),
+    (lambda d: {**d, "eval_sizes": [8, 32]}, "eval_sizes [8, 32]"),
+    (lambda d: {**d, "eval_sizes": [4]}, "7..16"),
+    (lambda d: {**d, "checkpoint_every": 0, "log_every": 0}, "log_every, checkpoint_every must be at least 1"),
+    (lambda d: {**d, "model": {"n_heads": 0}}, "must be positive"),
+])
+def test_bad_training_config_is_a_one_line_user_error(edit, fragment):
+    import tomllib
+
+    with pytest.raises(WorkbenchError) as info:
+        TrainConfig.from_dict(edit(tomllib.loads(TOML)))
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unreadable_config_files_are_user_errors(tmp_path):
+    with pytest.raises(WorkbenchError, match="does not exist"):
+        load_train_config(tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_text("name = \n")
+    with pytest.raises(WorkbenchError, match="cannot parse"):
+        load_train_config(tmp_path / "bad.toml")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(WorkbenchError, match="cannot parse"):
+        load_train_config(tmp_path / "bad.json")
