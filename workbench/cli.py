@@ -166,7 +166,8 @@ def generate(nodes: int, count: int, seed: int, out: str | None, depth_cap: int 
 @cli.command()
 @click.option("--config", "config_path", required=True, help="training config (TOML or JSON)")
 @click.option("--resume", is_flag=True, help="continue from the run's last checkpoint")
-def train(config_path: str, resume: bool) -> None:
+@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: the config's, else all cores)")
+def train(config_path: str, resume: bool, threads: int | None) -> None:
     """Train a model from a config: curriculum phases, live metrics, checkpoints, export and card."""
     from workbench.evaluation import evaluate_sizes
     from workbench.model.card import write_card
@@ -174,6 +175,10 @@ def train(config_path: str, resume: bool) -> None:
     from workbench.training.loop import train as run_train
 
     cfg = load_train_config(config_path)
+    if threads is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, threads=threads)
 
     def evaluate(model, c):
         return {"sizes": [r.to_dict() for r in evaluate_sizes(model, list(c.eval_sizes), c.eval_count, progress=False)]}

@@ -1,4 +1,4 @@
-"""One-call interventions on the loop, batched: trajectories, corruption, patching, head ablation.
+r"""One-call interventions on the loop, batched: trajectories, corruption, patching, head ablation.
 
 Every function takes a model (``LoopedModel`` or ``HookedLooped``) and problems (text, parsed
 problems, a list of them, ``Graphs`` or a ``TokenBatch``), holds the model lock, and returns a
@@ -7,12 +7,28 @@ the VALUE factor; ``EMPTY`` (``model.vocab.empty``) means not written yet; padde
 
 Steps are 0-based: step 0 reads the input and writes the leaves. ``values[0]`` is the input,
 ``values[t + 1]`` the state after step t (as ``LoopOutput.states``).
+
+>>> from workbench.model.config import ModelConfig
+>>> from workbench.task.config import TaskConfig
+>>> model = LoopedModel(ModelConfig(n_layers=1, n_heads=2, d_model=16), TaskConfig(n_names=8))
+>>> problems = ["a = 3\nb = a + a", "x = 1\ny = x\nz = y + x"]
+>>> traj = trajectory(model, problems, n_steps=4)
+>>> tuple(traj.values.shape), tuple(traj.first_correct.shape)  # [step + 1, batch, node], [batch, node]
+((5, 2, 3), (2, 3))
+>>> inj = inject_corruption(model, problems, 2, nodes=[["a"], ["y"]], values=5)
+>>> inj.corrupted.values[2, 0, 0].item(), inj.corrupted.values[2, 1, 1].item()
+(5, 5)
+>>> patched = patch(model, ["a = 4\nb = a + a", "x = 2\ny = x\nz = y + x"], problems, step=1)
+>>> bool((patched.patched.states[1] == patched.source.states[1]).all())
+True
+>>> ablate_heads(model, problems, [(0, 1)], steps=[0], mode="mean").heads
+[(0, 1)]
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,88 +38,14 @@ from workbench.errors import WorkbenchError
 from workbench.hooks.guard import guarded
 from workbench.hooks.inputs import Problems, pad_token_batch, to_token_batch
 from workbench.hooks.names import hook_name, parse_hook_name, sites_filter
-from workbench.hooks.tl_wrapper import HookedLooped, HookedOutput, hooked
+from workbench.hooks.tl_wrapper import HookedLooped, hooked
+from workbench.hooks.trajectory import Trajectory, decode_run, node_values
 from workbench.model.looped import LoopedModel
 from workbench.task.text import Problem, parse_problem
 from workbench.task.tokens import TokenBatch
 from workbench.task.vocab import F_VALUE
 
 Model = LoopedModel | HookedLooped
-
-
-@dataclass
-class Trajectory:
-    """One batched run, decoded per node. Shapes: [step + 1, batch, node] for values (0 = input)."""
-
-    tokens: TokenBatch = field(repr=False)
-    states: Tensor  # [step + 1, batch, pos, factor]: states[t] is what step t read, states[-1] the last output
-    values: Tensor  # [step + 1, batch, node] VALUE code at each node's defining position, -1 for padding
-    truth: Tensor  # [batch, node] true values, -1 for padding
-    iterations: Tensor  # [batch] 1 + the last step that changed the graph's state
-    converged: Tensor  # [batch] bool: the last step changed nothing
-
-    @property
-    def n_steps(self) -> int:
-        return self.states.shape[0] - 1
-
-    @property
-    def node_mask(self) -> Tensor:  # [batch, node]
-        return self.truth >= 0
-
-    @property
-    def depth(self) -> Tensor:  # [batch, node], -1 for padding
-        return torch.from_numpy(self.tokens.graphs.depth).long()
-
-    @property
-    def changed(self) -> Tensor:
-        """[step, batch, node]: step t changed the node's value."""
-        return (self.values[1:] != self.values[:-1]) & self.node_mask
-
-    @property
-    def correct(self) -> Tensor:
-        """[step + 1, batch, node]: the node holds its true value (0 = input)."""
-        return (self.values == self.truth) & self.node_mask
-
-    @property
-    def first_correct(self) -> Tensor:
-        """[batch, node]: the first step whose output holds the true value; -1 if none does."""
-        out = self.correct[1:]
-        first = out.to(torch.uint8).argmax(0)
-        return torch.where(out.any(0), first, -1)
-
-    @property
-    def settled(self) -> Tensor:
-        """[batch, node]: the step from which every output holds the true value; -1 if the last is wrong.
-
-        For a perfect model both this and ``first_correct`` equal the node's depth.
-        """
-        wrong = ~self.correct[1:] & self.node_mask
-        steps = torch.arange(self.n_steps)[:, None, None]
-        last_wrong = torch.where(wrong, steps, -1).amax(0)
-        return torch.where(wrong[-1] | ~self.node_mask, -1, last_wrong + 1)
-
-    @property
-    def solved(self) -> Tensor:
-        """[batch]: every node holds its true value at the end."""
-        return (self.correct[-1] | ~self.node_mask).all(-1)
-
-    def node_accuracy(self) -> Tensor:
-        """[step + 1]: fraction of all nodes holding their true value, after each step."""
-        return self.correct.sum((1, 2)) / self.node_mask.sum().clamp(min=1)
-
-
-def node_values(states: Tensor, rhs_pos: np.ndarray | Tensor) -> Tensor:
-    """VALUE codes at every node's defining position: [..., batch, pos, factor] -> [..., batch, node] (-1 padding)."""
-    rhs = torch.as_tensor(rhs_pos).long()
-    idx = rhs.clamp(min=0).expand(*states.shape[:-3], *rhs.shape)  # [..., batch, node]
-    vals = states[..., F_VALUE].gather(-1, idx)
-    return torch.where(rhs >= 0, vals, -1)
-
-
-def _trajectory(out: HookedOutput, tb: TokenBatch) -> Trajectory:
-    states = out.states.cpu()
-    truth = torch.from_numpy(np.where(tb.graphs.valid, tb.graphs.value, -1)).long()
-    return Trajectory(tb, states, node_values(states, tb.rhs_pos), truth, out.iterations.cpu(), out.converged.cpu())
 
 
 def _prepare(model: Model, problems: Problems, seed: int = 0, pad_to: int | None = None) -> tuple[HookedLooped, TokenBatch]:
@@ -115,7 +57,7 @@ def _run(hm: HookedLooped, tb: TokenBatch, fwd_hooks=(), **run) -> Trajectory:
     tokens = torch.from_numpy(tb.tokens).long().to(hm.device)
     lengths = torch.from_numpy(tb.length).long()
     out = hm.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), lengths=lengths, return_type="output", **run)
-    return _trajectory(out, tb)
+    return decode_run(out, tb)
 
 
 def _default_cap(tb: TokenBatch) -> int:
@@ -301,7 +243,7 @@ def patch(model: Model, target: Problems, source: Problems | None = None, *, ste
     src_tokens = torch.from_numpy(tb_s.tokens).long().to(hm.device)
     out, cache = hm.run_with_cache(src_tokens, names_filter=[source_name], lengths=torch.from_numpy(tb_s.length),
                                    return_type="output", max_steps=cap)
-    source_traj = _trajectory(out, tb_s)
+    source_traj = decode_run(out, tb_s)
     donor = cache[source_name]
     axis = _QUERY_AXIS.get(parse_hook_name(name).site, 1)
     pos = None if positions is None else torch.as_tensor(list(positions), dtype=torch.long)
@@ -374,7 +316,7 @@ def ablate_heads(model: Model, problems: Problems, heads, *, steps: Iterable[int
     if mode == "mean":
         out, cache = hm.run_with_cache(tokens, names_filter=sites_filter("attn.hook_z", layers=layers), lengths=lengths,
                                        return_type="output", min_steps=min_steps, max_steps=cap)
-        clean = _trajectory(out, tb)
+        clean = decode_run(out, tb)
         real = (torch.arange(tb.max_len)[None, :] < lengths[:, None]).to(hm.device)  # [batch, pos]
         for name, z in cache.items():  # z [batch, pos, head, d_head]
             s = parse_hook_name(name)

@@ -1,4 +1,4 @@
-"""An nnsight model over the per-step hook points: ``nnsight_model(model)``.
+r"""An nnsight model over the per-step hook points: ``nnsight_model(model)``.
 
 nnsight sees one module per (step, site) — ``nm.loop[3].blocks[1].attn.hook_pattern`` — the same
 containers as the TransformerLens wrapper, so each is called once per run and none of nnsight's
@@ -13,10 +13,19 @@ What is left of the traps, and how the helpers avoid them:
   latest step they name (a raw trace should pass ``n_steps=`` or ``min_steps=``);
 - nnsight is not thread-safe: the helpers hold ``model_lock``; hold it yourself around a raw trace.
 
->>> import nnsight  # doctest: +SKIP
->>> nm = nnsight_model(model)  # doctest: +SKIP
->>> with model_lock(), nm.trace(tokens, n_steps=4):  # doctest: +SKIP
+>>> from workbench.hooks import model_lock
+>>> from workbench.model.config import ModelConfig
+>>> from workbench.task.config import TaskConfig
+>>> model = LoopedModel(ModelConfig(n_layers=2, n_heads=2, d_model=16), TaskConfig(n_names=8))
+>>> nm = nnsight_model(model)
+>>> _, saved = nm.save("a = 3\nb = a + a", ["loop.2.blocks.1.attn.hook_pattern"], n_steps=3)
+>>> list(saved)
+['loop.2.blocks.1.attn.hook_pattern']
+>>> tokens = nm.hooked.to_tokens("a = 3\nb = a + a")
+>>> with model_lock(), nm.trace(tokens, n_steps=3):  # a raw trace: hold the lock, read in forward order
 ...     pattern = nm.loop[2].blocks[1].attn.hook_pattern.output.save()
+>>> torch.equal(pattern, saved["loop.2.blocks.1.attn.hook_pattern"])
+True
 """
 
 from __future__ import annotations

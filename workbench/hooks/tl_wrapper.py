@@ -14,7 +14,7 @@ any more (a graph at its fixed point stays there), or exactly ``n_steps``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +112,9 @@ class HookedOutput:
     output; so states[t + 1] is step t's output unless a hook changed it on the way in.
     iterations[b]: 1 + the last step that changed graph b's state (the steps it needed).
     converged[b]: the last step left graph b unchanged (a fixed point).
+    With a continuous latent a graph is frozen once its decoded state repeats (its hidden state would
+    drift on), as ``LoopedModel.run`` drops it; a discrete state at a fixed point stays there anyway,
+    so discrete graphs are never frozen and an edit after convergence still takes effect.
     """
 
     logits: list[Tensor]  # factor x [batch, pos, vocab_f] of the last step
@@ -220,7 +223,7 @@ class HookedLooped(HookedRootModule):
             or ``output`` (a ``HookedOutput`` with every step's state).
         grad: keep autograd (within a step: argmax cuts the graph between steps); off by default.
         """
-        with torch.set_grad_enabled(grad):
+        with MODEL_LOCK, torch.set_grad_enabled(grad):  # hooks are global state: never run beside another call
             return self._run(tokens, lengths, n_steps, max_steps, min_steps, return_type, always=False)
 
     def _run(self, tokens, lengths, n_steps, max_steps, min_steps, return_type, always: bool):
@@ -243,6 +246,7 @@ class HookedLooped(HookedRootModule):
         states = []
         last_change = torch.zeros(B, dtype=torch.long, device=self.device)
         same = torch.zeros(B, dtype=torch.bool, device=self.device)
+        frozen = torch.zeros(B, dtype=torch.bool, device=self.device)
         for t in range(most):
             points, inner_points = self._points[t]
             outer = StepTap(points, always)
@@ -251,12 +255,14 @@ class HookedLooped(HookedRootModule):
             logits, h = self.model.step(state, inner, hidden)
             new = torch.where(is_pad, pad, self.model.decode(logits))  # [batch, pos, factor]
             new = outer("hook_bottleneck", new)
+            if continuous:  # a finished graph stays put (its hidden state would drift on), as in LoopedModel.run
+                new = torch.where(frozen[:, None, None], state, new)
+                hidden = h if hidden is None else torch.where(frozen[:, None, None], hidden, h)
             same = (new == state).flatten(1).all(1)  # [batch]
             last_change = torch.where(same, last_change, t + 1)
+            frozen |= same & (t + 1 > least)
             if record:
                 states.append(state)
-            if continuous:
-                hidden = h
             state = new
             if t + 1 > least and bool(same.all()):
                 break
@@ -265,9 +271,10 @@ class HookedLooped(HookedRootModule):
         if return_type == "state":
             return state
         states.append(state)
-        converged = same.clone()
-        return HookedOutput(logits, torch.stack(states), torch.where(converged, last_change, t + 1),
-                            converged, lengths)
+        if not self.cfg.looped:  # one pass is the whole computation
+            return HookedOutput(logits, torch.stack(states), torch.ones_like(last_change), torch.ones_like(same), lengths)
+        converged = same | frozen if continuous else same.clone()
+        return HookedOutput(logits, torch.stack(states), torch.where(converged, last_change, t + 1), converged, lengths)
 
     # ------------------------------------------------- hooks: sized, guarded, per step
     def _size_for(self, args: Sequence[Any], kwargs: dict, names: Sequence[Any]) -> dict:

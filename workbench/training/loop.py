@@ -105,6 +105,16 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tenso
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+TRAINING_ONLY_KEYS = ("dropout", "corruption_prob", "corruption_fraction", "corruption_strategy")
+
+
+def same_weights_layout(saved: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a checkpoint of config ``saved`` can resume as ``new``: everything but the settings
+    that act only during training (dropout, error-correction corruption) must agree."""
+    strip = lambda d: {k: v for k, v in d.items() if k not in TRAINING_ONLY_KEYS}  # noqa: E731
+    return strip(saved) == strip(new)
+
+
 class Run:
     """A training run's mutable state; ``save`` and ``load`` make it resumable."""
 
@@ -143,7 +153,7 @@ class Run:
                 raise WorkbenchError(f"no checkpoint to resume in {self.folder}; start without --resume")
         state = json.loads((self.folder / "state.json").read_text())
         saved = state["config"]
-        if saved["model"] != self.cfg.model.to_dict() or saved["task"] != self.cfg.task.to_dict():
+        if not same_weights_layout(saved["model"], self.cfg.model.to_dict()) or saved["task"] != self.cfg.task.to_dict():
             raise WorkbenchError(f"the checkpoint in {self.folder} was trained with another model or task config; resume with the config it was started with")
         self.model.load_state_dict(load_file(str(self.folder / "model.safetensors")))
         tensors = load_file(str(self.folder / "optimizer.safetensors"))

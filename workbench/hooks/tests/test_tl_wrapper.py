@@ -155,3 +155,16 @@ def test_to_tokens_takes_text_parsed_problems_and_lists(hm, problems):
     assert batch.shape[0] == len(problems) and torch.equal(batch[0, :one.shape[1]], one[0])
     logits = hm(problems, n_steps=1)
     assert len(logits) == 4 and logits[0].shape[:2] == batch.shape[:2]
+
+
+@pytest.mark.parametrize("mechanism", [dict(latent="continuous", supervision="end_to_end"), dict(recurrence="feedforward")])
+def test_other_mechanisms_run_as_the_plain_model(mechanism, problems):
+    torch.manual_seed(0)
+    model = LoopedModel(ModelConfig(n_layers=2, n_heads=4, d_model=32, **mechanism), TASK).eval()
+    hm = hooked(model)
+    tokens = hm.to_tokens(problems)
+    out, ref = hm(tokens, return_type="output"), model.run(tokens, record=True)
+    assert torch.equal(out.states.cpu(), ref.states.long())
+    assert torch.equal(out.iterations.cpu(), ref.iterations) and torch.equal(out.converged.cpu(), ref.converged)
+    _, cache = hm.run_with_cache(tokens)
+    assert cache.n_steps == out.n_steps

@@ -1,0 +1,92 @@
+"""``Trajectory``: one batched run of the loop, decoded per node (values, changes, when each node is right)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from workbench.hooks.tl_wrapper import HookedOutput
+from workbench.task.tokens import TokenBatch
+from workbench.task.vocab import F_VALUE
+
+
+@dataclass
+class Trajectory:
+    """One batched run, decoded per node. Shapes: [step + 1, batch, node] for values (0 = input)."""
+
+    tokens: TokenBatch = field(repr=False)
+    states: Tensor  # [step + 1, batch, pos, factor]: states[t] is what step t read, states[-1] the last output
+    values: Tensor  # [step + 1, batch, node] VALUE code at each node's defining position, -1 for padding
+    truth: Tensor  # [batch, node] true values, -1 for padding
+    iterations: Tensor  # [batch] 1 + the last step that changed the graph's state
+    converged: Tensor  # [batch] bool: the last step changed nothing
+
+    @property
+    def n_steps(self) -> int:
+        return self.states.shape[0] - 1
+
+    @property
+    def node_mask(self) -> Tensor:  # [batch, node]
+        return self.truth >= 0
+
+    @property
+    def depth(self) -> Tensor:  # [batch, node], -1 for padding
+        return torch.from_numpy(self.tokens.graphs.depth).long()
+
+    @property
+    def changed(self) -> Tensor:
+        """[step, batch, node]: step t changed the node's value."""
+        return (self.values[1:] != self.values[:-1]) & self.node_mask
+
+    @property
+    def correct(self) -> Tensor:
+        """[step + 1, batch, node]: the node holds its true value (0 = input)."""
+        return (self.values == self.truth) & self.node_mask
+
+    @property
+    def first_correct(self) -> Tensor:
+        """[batch, node]: the first step whose output holds the true value; -1 if none does."""
+        out = self.correct[1:]
+        first = out.to(torch.uint8).argmax(0)
+        return torch.where(out.any(0), first, -1)
+
+    @property
+    def settled(self) -> Tensor:
+        """[batch, node]: the step from which every output holds the true value; -1 if the last is wrong.
+
+        For a perfect model both this and ``first_correct`` equal the node's depth.
+        """
+        wrong = ~self.correct[1:] & self.node_mask
+        steps = torch.arange(self.n_steps)[:, None, None]
+        last_wrong = torch.where(wrong, steps, -1).amax(0)
+        return torch.where(wrong[-1] | ~self.node_mask, -1, last_wrong + 1)
+
+    @property
+    def solved(self) -> Tensor:
+        """[batch]: every node holds its true value at the end."""
+        return (self.correct[-1] | ~self.node_mask).all(-1)
+
+    def node_accuracy(self) -> Tensor:
+        """[step + 1]: fraction of all nodes holding their true value, after each step."""
+        return self.correct.sum((1, 2)) / self.node_mask.sum().clamp(min=1)
+
+
+def node_values(states: Tensor, rhs_pos: np.ndarray | Tensor) -> Tensor:
+    """VALUE codes at every node's defining position: [..., batch, pos, factor] -> [..., batch, node] (-1 padding)."""
+    rhs = torch.as_tensor(rhs_pos).long()
+    idx = rhs.clamp(min=0).expand(*states.shape[:-3], *rhs.shape)  # [..., batch, node]
+    vals = states[..., F_VALUE].gather(-1, idx)
+    return torch.where(rhs >= 0, vals, -1)
+
+
+def decode_run(out: HookedOutput, tb: TokenBatch) -> Trajectory:
+    """The ``Trajectory`` of a ``HookedLooped`` output (``return_type="output"``) on the token batch ``tb``."""
+    states = out.states.cpu()
+    truth = torch.from_numpy(np.where(tb.graphs.valid, tb.graphs.value, -1)).long()
+    return Trajectory(tb, states, node_values(states, tb.rhs_pos), truth, out.iterations.cpu(), out.converged.cpu())
+
+
+__all__ = ["Trajectory", "node_values", "decode_run"]
