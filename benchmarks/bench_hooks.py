@@ -12,6 +12,7 @@ all of them alike; medians are compared. ``--write`` puts the table into BENCHMA
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import statistics
@@ -87,7 +88,8 @@ def main() -> None:
                 times[name].append(dt)
     base = statistics.median(times["plain `LoopedModel.run`"])
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
-             else f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads")
+             else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+                  f"{os.getloadavg()[0]:.1f} at the end: other jobs ran meanwhile), {torch.get_num_threads()} torch threads")
     lines = [
         f"Batch of N={args.batch} sampled problems ({args.nodes} nodes, {tokens.shape[1]} positions), "
         f"{T} steps each, random-init default model (2 layers, 8 heads, d_model 128, n_values 67), {where}; "

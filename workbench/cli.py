@@ -167,7 +167,8 @@ def generate(nodes: int, count: int, seed: int, out: str | None, depth_cap: int 
 @click.option("--config", "config_path", required=True, help="training config (TOML or JSON)")
 @click.option("--resume", is_flag=True, help="continue from the run's last checkpoint")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: the config's, else all cores)")
-def train(config_path: str, resume: bool, threads: int | None) -> None:
+@click.option("--export-only", is_flag=True, help="with --resume: export the last checkpoint without training")
+def train(config_path: str, resume: bool, threads: int | None, export_only: bool) -> None:
     """Train a model from a config: curriculum phases, live metrics, checkpoints, export and card."""
     from workbench.evaluation import evaluate_sizes
     from workbench.model.card import write_card
@@ -183,7 +184,7 @@ def train(config_path: str, resume: bool, threads: int | None) -> None:
     def evaluate(model, c):
         return {"sizes": [r.to_dict() for r in evaluate_sizes(model, list(c.eval_sizes), c.eval_count, progress=False)]}
 
-    folder = run_train(cfg, resume=resume, evaluate_fn=evaluate)
+    folder = run_train(cfg, resume=resume, evaluate_fn=evaluate, export_only=export_only)
     if folder is not None:
         write_card(folder)
         click.echo(f"exported {folder}")

@@ -54,7 +54,11 @@ def render_card(folder: str | Path) -> str:
            f"relative-position window {model['rel_window']}, dropout {model['dropout']}", ""]
     if training:
         cfg = training["config"]
-        out += ["## Training", "",
+        status = [] if training.get("finished", True) else [
+            f"**Training is still in progress**: this export is the checkpoint at step {training['steps']} of "
+            f"{training.get('total_steps')} (phase `{training.get('last_phase')}`); resume it with "
+            f"`workbench train --config {folder.as_posix()}/train.toml --resume`.", ""]
+        out += ["## Training", "", *status,
                 f"- steps: {training['steps']}, tokens: {training['tokens']:,}, wall time: {training['wall_time_s'] / 60:.1f} min",
                 f"- hardware: {training['hardware']}",
                 f"- batch: {cfg['batch_graphs']} graphs x {cfg['steps_per_graph']} sampled teacher-forced steps; "

@@ -171,10 +171,12 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, device: torch.device | None = None,
-          evaluate_fn: Callable[[LoopedModel, TrainConfig], dict] | None = None) -> Path | None:
+          evaluate_fn: Callable[[LoopedModel, TrainConfig], dict] | None = None, export_only: bool = False) -> Path | None:
     """Train ``cfg`` from scratch (or from its last checkpoint with ``resume``); export when done.
 
-    Returns the exported model folder (None when the config exports nothing).
+    ``export_only`` exports the last checkpoint as it stands, without training (a run that spans
+    several sittings ships its latest model this way). Returns the exported model folder (None when
+    the config exports nothing).
     """
     device = device or default_device()
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
@@ -184,8 +186,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
     run = Run(cfg, model, opt)
     if resume:
         run.load()
+    elif export_only:
+        raise WorkbenchError("--export-only needs --resume: it exports the run's last checkpoint")
     elif run.folder.exists():
         raise WorkbenchError(f"run folder {cfg.out_dir} already holds a checkpoint; pass --resume to continue it or change 'name'/'out'")
+    if export_only:
+        if cfg.export_dir is None:
+            raise WorkbenchError(f"config {cfg.name!r} sets no 'export' folder")
+        return export(run)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     log_path = cfg.out_dir / "log.jsonl"
     bar = tqdm(total=cfg.total_steps, initial=run.step, disable=not progress, desc=f"train {cfg.name}", dynamic_ncols=True)
@@ -246,7 +254,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
 def export(run: Run) -> Path:
     """Write the trained model as a model folder with its training record in ``config.json``."""
     cfg = run.cfg
-    training = {"config": cfg.to_dict(), "steps": run.step, "tokens": run.tokens,
+    phase = cfg.phase_at(max(run.step - 1, 0))
+    training = {"config": cfg.to_dict(), "steps": run.step, "total_steps": cfg.total_steps,
+                "finished": run.step >= cfg.total_steps, "last_phase": phase.name, "tokens": run.tokens,
                 "wall_time_s": round(run.wall_time, 1), "evals": run.evals,
                 "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                             f"{'cuda' if next(run.model.parameters()).is_cuda else 'cpu'}"}
