@@ -95,7 +95,10 @@ class RelativeAttention(nn.Module):
         v = tap(prefix + "hook_v", proj(self.W_V, self.b_V))
         bias = self.position_bias(P)  # [head, query, key]
         drop = self.dropout if self.training else 0.0
-        explicit = any(tap.active(prefix + s) for s in ("hook_attn_scores", "hook_pattern", "hook_z", "hook_result"))
+        # The fused kernel wins when gradients flow or on a GPU; on a CPU without gradients (inference)
+        # the explicit form is faster (measured: 376 vs 659 ms at batch 8 x 750 positions, one thread).
+        explicit = (not torch.is_grad_enabled() and x.device.type == "cpu") or any(
+            tap.active(prefix + s) for s in ("hook_attn_scores", "hook_pattern", "hook_z", "hook_result"))
         if explicit:
             scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d) + bias
             scores = tap(prefix + "hook_attn_scores", scores)  # [batch, head, query, key]
