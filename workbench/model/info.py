@@ -15,11 +15,19 @@ def model_info(model: LoopedModel) -> dict[str, Any]:
     trained_on = None
     if cfg:
         phases = cfg.get("phases", [])
+        done, seen = training.get("steps", 0), 0
+        reached = []
+        for p in phases:  # only the phases this checkpoint has trained on
+            if seen >= done:
+                break
+            reached.append(p)
+            seen += p["steps"]
+        phases = reached or phases[:1]
         trained_on = {"steps": training.get("steps"), "tokens": training.get("tokens"),
                       "wall_time_s": training.get("wall_time_s"), "hardware": training.get("hardware"),
                       "max_nodes": max((p["nodes"][1] for p in phases), default=None),
                       "depth_cap": max((p.get("depth_cap") or 0 for p in phases), default=None),
-                      "phases": [p["name"] for p in phases]}
+                      "phases": [p["name"] for p in phases], "finished": training.get("finished", True)}
     evaluation = None
     path = meta.get("path")
     if path:
@@ -50,7 +58,7 @@ def format_info(info: dict[str, Any]) -> str:
     if t:
         lines.append(f"trained on  N <= {t['max_nodes']}, depth <= {t['depth_cap']}; {t['steps']} steps, "
                      f"{t['tokens']:,} tokens, {t['wall_time_s'] / 60:.1f} min on {t['hardware']}")
-        lines.append(f"curriculum  {' -> '.join(t['phases'])}")
+        lines.append(f"curriculum  {' -> '.join(t['phases'])}" + ("" if t.get("finished", True) else "  (training in progress)"))
     else:
         lines.append("trained on  (no training record)")
     lines.append("evaluation")
