@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_hooks.py [--write]
 
-A random-init model of the default size on a batch of N=128 sampled problems, run for a fixed number
+A random-init model of the default size on a batch of problems with N=128 nodes (~750 positions), run for a fixed number
 of steps (every graph runs every step, so all methods do the same work). The methods are run
 round-robin, ``--repeats`` rounds after one warm-up round, so that load from other processes falls on
 all of them alike; medians are compared. ``--write`` puts the table into BENCHMARKS.md under "## Hooks"
@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--nodes", type=int, default=12)
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--nodes", type=int, default=128, help="nodes per graph (the issue: N=128 problems)")
+    ap.add_argument("--steps", type=int, default=12, help="loop steps (about the depth of an N=128 graph, plus one)")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--device", default="cpu")

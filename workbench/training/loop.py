@@ -12,12 +12,14 @@ import os
 import platform
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -58,7 +60,30 @@ def frontier_metrics(logits: list[torch.Tensor], batch: StepBatch) -> dict[str, 
     return out
 
 
-def unrolled_loss(model: LoopedModel, tb: TokenBatch, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, dict]:
+class Unroll(nn.Module):
+    """``n_steps`` of the model from a state, gradients through the loop; one call per training step.
+
+    Every training mode goes through this one module call (a teacher-forced step is ``n_steps=1``), so
+    that ``DistributedDataParallel`` can wrap it and synchronise gradients once per step.
+    """
+
+    def __init__(self, model: LoopedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, state: torch.Tensor, n_steps: int = 1) -> list[list[torch.Tensor]]:
+        per_step, hidden = [], None
+        for t in range(n_steps):
+            logits, h = self.model.step(state, hidden=hidden)
+            if self.model.cfg.latent == "continuous":
+                hidden = h
+            elif t + 1 < n_steps:
+                state = self.model.decode(logits).detach()
+            per_step.append(logits)
+        return per_step
+
+
+def unrolled_loss(net: nn.Module, model: LoopedModel, tb: TokenBatch, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, dict]:
     """Loss with backpropagation through the loop: continuous-latent and feedforward models.
 
     Looped continuous models run depth+1 steps (capped at ``unroll_cap``) from the input state;
@@ -68,22 +93,15 @@ def unrolled_loss(model: LoopedModel, tb: TokenBatch, cfg: TrainConfig, device: 
     as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=torch.long)  # noqa: E731
     valid = as_t(np.arange(tb.max_len)[None, :] < tb.length[:, None]).bool()
     rhs = as_t(tb.is_rhs).bool()
-    n_steps = 1 if not model.cfg.looped else min(int(tb.max_depth.max()) + 1, cfg.unroll_cap)
-    state = as_t(tb.state(-1))
-    hidden, total, logits = None, 0.0, None
-    for t in range(n_steps):
-        logits, h = model.step(state, hidden=hidden)
-        hidden = h if model.cfg.latent == "continuous" else None
-        if model.cfg.looped and model.cfg.latent == "discrete":
-            state = model.decode(logits).detach()
-        if model.cfg.supervision == "algorithmic" and model.cfg.looped:
-            total = total + factor_loss(logits, as_t(tb.state(t)), valid, rhs, cfg.value_weight)
-    final_target = as_t(tb.solved() if n_steps > int(tb.max_depth.max()) or not model.cfg.looped else tb.state(n_steps - 1))
+    depth = int(tb.max_depth.max())
+    n_steps = 1 if not model.cfg.looped else min(depth + 1, cfg.unroll_cap)
+    per_step = net(as_t(tb.state(-1)), n_steps)
+    final_target = as_t(tb.solved() if n_steps > depth or not model.cfg.looped else tb.state(n_steps - 1))
     if model.cfg.supervision == "end_to_end" or not model.cfg.looped:
-        total = factor_loss(logits, final_target, valid, rhs, cfg.value_weight)
+        total = factor_loss(per_step[-1], final_target, valid, rhs, cfg.value_weight)
     else:
-        total = total / n_steps
-    right = (logits[F_VALUE].argmax(-1) == final_target[..., F_VALUE])[rhs]
+        total = sum(factor_loss(lg, as_t(tb.state(t)), valid, rhs, cfg.value_weight) for t, lg in enumerate(per_step)) / n_steps
+    right = (per_step[-1][F_VALUE].argmax(-1) == final_target[..., F_VALUE])[rhs]
     return total, {"token_acc": float(right.float().mean()), "frontier_acc": float(right.float().mean())}
 
 
@@ -170,6 +188,41 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return base * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
 
 
+@dataclass(frozen=True)
+class Distributed:
+    """Where this process sits in a ``torchrun`` job (rank 0 of 1 when run plainly)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        """Join the process group that ``torchrun`` describes (gloo on CPU, NCCL on GPUs), if any."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def replicas_identical(model: nn.Module) -> bool:
+    """Whether every rank holds bit-identical weights (all-gather of the flattened parameters)."""
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, device: torch.device | None = None,
           evaluate_fn: Callable[[LoopedModel, TrainConfig], dict] | None = None, export_only: bool = False) -> Path | None:
     """Train ``cfg`` from scratch (or from its last checkpoint with ``resume``); export when done.
@@ -178,9 +231,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
     several sittings ships its latest model this way). Returns the exported model folder (None when
     the config exports nothing).
     """
-    device = device or default_device()
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    torch.manual_seed(cfg.seed)
+    dist_env = Distributed.from_env()
+    if device is None:
+        device = default_device()
+        if device.type == "cuda" and dist_env.world > 1:
+            device = torch.device("cuda", dist_env.local_rank)
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist_env.world))
+    torch.manual_seed(cfg.seed)  # the same seed everywhere: every rank starts from the same weights
     model = LoopedModel(cfg.model, cfg.task).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     run = Run(cfg, model, opt)
@@ -196,28 +253,42 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
         return export(run)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     log_path = cfg.out_dir / "log.jsonl"
-    bar = tqdm(total=cfg.total_steps, initial=run.step, disable=not progress, desc=f"train {cfg.name}", dynamic_ncols=True)
+    bar = tqdm(total=cfg.total_steps, initial=run.step, disable=not (progress and dist_env.main),
+               desc=f"train {cfg.name}", dynamic_ncols=True)
     window: list[dict[str, float]] = []
     unrolled = model.cfg.latent == "continuous" or not model.cfg.looped
+    net: nn.Module = Unroll(model)
+    if dist_env.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    # Every rank draws the same global batch from the same RNG stream and keeps its own slice: the
+    # data order does not depend on the number of processes and a checkpoint's RNG state fits all ranks.
+    mine = slice(dist_env.rank * cfg.batch_graphs, (dist_env.rank + 1) * cfg.batch_graphs)
     while run.step < cfg.total_steps:
         start = time.perf_counter()
         phase = cfg.phase_at(run.step)
         model.train()
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, run.step)
-        tb = sample_phase(phase, cfg.task, cfg.batch_graphs, run.rng)
+        tb = sample_phase(phase, cfg.task, cfg.batch_graphs * dist_env.world, run.rng)
         if unrolled:
-            loss, metrics = unrolled_loss(model, tb, cfg, device)
+            local = tb.select(mine) if dist_env.world > 1 else tb
+            loss, metrics = unrolled_loss(net, model, local, cfg, device)
             n_tokens = int(tb.length.sum())
         else:
             prob = phase.corruption_prob if phase.corruption_prob is not None else model.cfg.corruption_prob
             batch = teacher_forced_batch(tb, steps_per_graph=cfg.steps_per_graph, cfg=model.cfg, corruption_prob=prob,
                                          modulus=phase.modulus or cfg.task.modulus, rng=run.rng, device=device)
-            logits = model(batch.inputs)
+            n_tokens = batch.n_tokens
+            if dist_env.world > 1:
+                rows = slice(mine.start * cfg.steps_per_graph, mine.stop * cfg.steps_per_graph)
+                batch = StepBatch(*(getattr(batch, f)[rows] for f in ("inputs", "targets", "valid", "frontier", "fan_in")),
+                                  n_tokens=int(batch.valid[rows].sum()))
+            logits = net(batch.inputs, 1)[0]
             loss = factor_loss(logits, batch.targets, batch.valid, batch.fan_in >= 0, cfg.value_weight)
             with torch.no_grad():
                 metrics = frontier_metrics(logits, batch)
-            n_tokens = batch.n_tokens
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -226,6 +297,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
         run.wall_time += time.perf_counter() - start
         window.append({"loss": float(loss.detach()), **metrics})
         bar.update(1)
+        if not dist_env.main:
+            continue
         if run.step % cfg.log_every == 0 or run.step == cfg.total_steps:
             mean = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]}
             for w in window:
@@ -248,6 +321,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
         if run.step % cfg.checkpoint_every == 0 or run.step == cfg.total_steps:
             run.save()
     bar.close()
+    if dist_env.world > 1:
+        identical = replicas_identical(model)
+        if dist_env.main:
+            with log_path.open("a") as f:
+                f.write(json.dumps({"event": "replicas", "step": run.step, "world_size": dist_env.world, "identical": identical}) + "\n")
+        if not identical:
+            raise RuntimeError("data-parallel replicas diverged: their weights differ after training")
+        if not dist_env.main:
+            return None
     return export(run) if cfg.export_dir else None
 
 
