@@ -1,0 +1,94 @@
+"""What every ``probes/`` script shares: the common options, model loading, timing, writing, errors.
+
+A script is a click command decorated with ``analysis_command``; it receives the loaded model and the
+common options, returns ``(results, summary, params)``, and the wrapper writes the JSON and plots.
+``main(command, argv)`` turns a ``WorkbenchError`` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+
+import click
+
+from workbench.errors import WorkbenchError
+
+MODEL_HELP = "model name in models/ (e.g. default) or path to a model folder"
+
+
+def analysis_command(analysis: str, title: str) -> Callable:
+    """Decorate ``fn(model, *, seed, progress, **options) -> (results, summary, params)`` into a click command.
+
+    Adds ``--model``, ``--out``, ``--seed``, ``--threads``, ``--quiet`` and ``--no-plots``.
+    """
+    def wrap(fn: Callable) -> click.Command:
+        @click.option("--model", "model_name", default="default", show_default=True, help=MODEL_HELP)
+        @click.option("--out", default=None, help="output folder (default: models/<name>/probes)")
+        @click.option("--seed", type=int, default=0, show_default=True, help="seed of the sampled graphs and splits")
+        @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="torch CPU threads")
+        @click.option("--quiet", is_flag=True, help="no progress bars")
+        @click.option("--no-plots", is_flag=True, help="write the JSON only")
+        @functools.wraps(fn)
+        def command(model_name: str, out: str | None, seed: int, threads: int, quiet: bool, no_plots: bool, **options):
+            import torch
+
+            from workbench.analysis.results import make_result, output_dir, save_result
+            from workbench.model.checkpoint import load_model
+
+            torch.set_num_threads(threads)
+            torch.manual_seed(seed)
+            model = load_model(model_name)
+            folder = output_dir(model, out)
+            start = time.perf_counter()
+            results, summary, params = fn(model, seed=seed, progress=not quiet, **options)
+            runtime = time.perf_counter() - start
+            result = make_result(analysis, title, model, {"model": model_name, "seed": seed, **params}, results,
+                                 summary, runtime)
+            path = save_result(result, folder, plots=not no_plots)
+            click.echo(f"{analysis}: {runtime:.1f} s; " + "; ".join(f"{k} = {v}" for k, v in result["summary"].items()))
+            click.echo(f"wrote {path}")
+            return path
+
+        return click.command(name=analysis, help=fn.__doc__)(command)
+
+    return wrap
+
+
+def main(command: click.Command, argv: list[str] | None = None) -> None:
+    """Run ``command``; user errors become one line on stderr and exit code 2."""
+    try:
+        command.main(args=argv, prog_name=command.name, standalone_mode=False)
+    except WorkbenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        click.echo(f"error: {exc.format_message()} (see --help)", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+def int_list(text: str, what: str, *, low: int = 0) -> list[int]:
+    """``"1,2,4"`` -> [1, 2, 4]; WorkbenchError naming ``what`` otherwise.
+
+    >>> int_list("8, 16", "--sizes")
+    [8, 16]
+    """
+    try:
+        values = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise WorkbenchError(f"{what} {text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < low:
+        raise WorkbenchError(f"{what} {text!r}: give integers >= {low}")
+    return values
+
+
+__all__ = ["analysis_command", "main", "int_list", "MODEL_HELP"]

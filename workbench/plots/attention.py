@@ -1,0 +1,160 @@
+"""Attention routing of a looped model: per step, which positions each head reads from a node's defining position.
+
+``patterns`` arrays are [layer, head, node, pos]: the attention rows at every node's defining
+position (``workbench.app_state.step_patterns``). The true parents are overlaid: ``x`` marks a node's
+own operand tokens (what a *copy* head reads), ``o`` its parents' defining positions (what a *lookup*
+head reads, where their values are written).
+
+>>> import numpy as np
+>>> from workbench.plots.common import empty_figure
+from workbench.run_view import RunView
+>>> run = RunView.example()
+>>> fig = pattern_figure(np.full((3, 12), 1 / 12), run, state=1, layer=0, head=1)
+>>> [trace.name for trace in fig.data]
+['attention', 'own operand tokens', "parents' defining positions"]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from workbench.plots.common import empty_figure
+from workbench.run_view import RunView
+
+
+def head_label(layer: int, head: int) -> str:
+    return f"L{layer}H{head}"
+
+
+def _parent_marks(run: RunView, nodes: list[int]) -> tuple[list, list, list, list]:
+    """Operand-token and parent-position coordinates ``(x, y)`` for the rows ``nodes`` (y = row index)."""
+    ox, oy, px, py = [], [], [], []
+    for row, n in enumerate(nodes):
+        for pos in run.operand_pos[n][run.operand_pos[n] >= 0].tolist():
+            ox.append(pos)
+            oy.append(row)
+        for p in run.parents[n]:
+            px.append(int(run.rhs_pos[p]))
+            py.append(row)
+    return ox, oy, px, py
+
+
+def pattern_figure(rows: np.ndarray, run: RunView, *, state: int, layer: int, head: int) -> go.Figure:
+    """One head's attention at the step reading ``state``: rows [node, pos], one row per node, parents overlaid."""
+    labels = run.token_labels(state)
+    nodes = list(range(run.n_nodes))
+    ox, oy, px, py = _parent_marks(run, nodes)
+    fig = go.Figure([
+        go.Heatmap(z=rows.astype(np.float32), x=list(range(rows.shape[1])), y=nodes, colorscale="Blues", zmin=0, zmax=1,
+                   name="attention", customdata=np.broadcast_to(np.array(labels, dtype=object), rows.shape),
+                   text=np.broadcast_to(np.array(run.names, dtype=object)[:, None], rows.shape),
+                   hovertemplate="%{text} reads pos %{x} (%{customdata}): %{z:.3f}<extra></extra>",
+                   colorbar={"title": "attn", "thickness": 12}),
+        go.Scatter(x=ox, y=oy, mode="markers", name="own operand tokens", hoverinfo="skip",
+                   marker={"symbol": "x-thin", "size": 7, "line": {"width": 1.5, "color": "#ff7f0e"}}),
+        go.Scatter(x=px, y=py, mode="markers", name="parents' defining positions", hoverinfo="skip",
+                   marker={"symbol": "circle-open", "size": 8, "line": {"width": 1.5, "color": "#d62728"}}),
+    ])
+    short = run.length <= 80
+    fig.update_layout(
+        title={"text": f"{head_label(layer, head)} at the step reading state {state}: rows = each node's defining position",
+               "font": {"size": 14}},
+        template="plotly_white", height=int(min(900, max(320, 100 + 12 * run.n_nodes))),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+        xaxis={"title": "key position", "tickmode": "array" if short else "auto",
+               "tickvals": list(range(run.length)) if short else None, "ticktext": labels if short else None,
+               "tickangle": -60, "tickfont": {"size": 9}},
+        yaxis={"autorange": "reversed", "tickmode": "array", "tickvals": nodes, "ticktext": run.names,
+               "showticklabels": run.n_nodes <= 64, "tickfont": {"size": 9}},
+        clickmode="event")
+    return fig
+
+
+def scores_figure(copy: np.ndarray, lookup: np.ndarray, *, title: str) -> go.Figure:
+    """Two layer x head heatmaps: attention mass onto a node's own operand tokens, and onto its parents' values."""
+    n_layers, n_heads = copy.shape
+    fig = make_subplots(1, 2, subplot_titles=("onto its own operand tokens (copy)", "onto its parents' defining positions (lookup)"),
+                        horizontal_spacing=0.08)
+    for col, z in ((1, copy), (2, lookup)):
+        fig.add_trace(go.Heatmap(z=z, x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(n_layers)],
+                                 zmin=0, zmax=1, colorscale="Viridis", showscale=col == 2, texttemplate="%{z:.2f}",
+                                 hovertemplate="%{y} %{x}: %{z:.3f}<extra></extra>"), 1, col)
+    for col in (1, 2):
+        fig.update_yaxes(autorange="reversed", row=1, col=col)
+    fig.update_layout(title={"text": title, "font": {"size": 14}}, template="plotly_white",
+                      height=max(200, 110 + 45 * n_layers), margin={"l": 10, "r": 10, "t": 60, "b": 10}, clickmode="event")
+    return fig
+
+
+def roles_figure(run: RunView) -> go.Figure:
+    """Head roles across steps: copy and lookup scores of every head (rows) at every step (columns)."""
+    if run.copy is None or not len(run.copy):
+        return empty_figure("no attention scores for this run")
+    inner = np.array([bool(p) for p in run.parents]) if any(run.parents) else np.ones(run.n_nodes, bool)
+    copy = run.copy[..., inner].mean(-1).reshape(run.n_steps, -1).T  # [layer * head, step]
+    look = run.lookup[..., inner].mean(-1).reshape(run.n_steps, -1).T
+    heads = [head_label(l, h) for l in range(run.n_layers) for h in range(run.n_heads)]
+    fig = make_subplots(1, 2, subplot_titles=("copy score by step", "lookup score by step"), horizontal_spacing=0.08)
+    for col, z in ((1, copy), (2, look)):
+        fig.add_trace(go.Heatmap(z=z, x=list(range(run.n_steps)), y=heads, zmin=0, zmax=1, colorscale="Viridis",
+                                 showscale=col == 2, hovertemplate="%{y} step %{x}: %{z:.3f}<extra></extra>"), 1, col)
+        fig.update_xaxes(title_text="step", row=1, col=col, dtick=1 if run.n_steps <= 30 else None)
+        fig.update_yaxes(autorange="reversed", row=1, col=col)
+    fig.update_layout(title={"text": "Head roles across steps (mean over the nodes that have parents)", "font": {"size": 14}},
+                      template="plotly_white", height=max(260, 90 + 16 * len(heads)), margin={"l": 10, "r": 10, "t": 60, "b": 30})
+    return fig
+
+
+def heads_grid_figure(patterns: np.ndarray, *, state: int) -> go.Figure:
+    """Every head at once (layers down, heads across): thumbnails of [node, pos] patterns, sent as PNG images."""
+    import plotly.express as px
+
+    n_layers, n_heads = patterns.shape[:2]
+    fig = make_subplots(n_layers, n_heads, subplot_titles=[head_label(l, h) for l in range(n_layers) for h in range(n_heads)],
+                        horizontal_spacing=0.01, vertical_spacing=0.08)
+    for l in range(n_layers):
+        for h in range(n_heads):
+            img = (255 * (1 - np.clip(patterns[l, h], 0, 1) ** 0.5)).astype(np.uint8)  # sqrt: faint heads stay visible
+            image = px.imshow(img, binary_string=True, zmin=0, zmax=255).data[0]
+            image.hovertemplate = f"{head_label(l, h)}: node %{{y}}, pos %{{x}}<extra></extra>"
+            fig.add_trace(image, l + 1, h + 1)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_annotations(font_size=10)
+    fig.update_layout(title={"text": f"Every head at the step reading state {state} (darker = more attention; click one)",
+                             "font": {"size": 14}}, template="plotly_white", height=90 + 120 * n_layers,
+                      margin={"l": 10, "r": 10, "t": 60, "b": 10}, clickmode="event")
+    return fig
+
+
+def node_attention_figure(rows: np.ndarray, run: RunView, *, node: int, state: int) -> go.Figure:
+    """What one node's defining position reads in every head: rows [layer, head, pos] -> heads x positions."""
+    n_layers, n_heads, n_pos = rows.shape
+    heads = [head_label(l, h) for l in range(n_layers) for h in range(n_heads)]
+    labels = run.token_labels(state)
+    z = rows.reshape(n_layers * n_heads, n_pos)
+    ops = run.operand_pos[node][run.operand_pos[node] >= 0].tolist()
+    par = [int(run.rhs_pos[p]) for p in run.parents[node]]
+    lo = max(0, min(ops + par + [int(run.rhs_pos[node])]) - 8)
+    hi = int(run.rhs_pos[node]) + 2  # causal: nothing after the node's own position is read
+    fig = go.Figure(go.Heatmap(z=z[:, lo:hi], x=list(range(lo, hi)), y=heads, zmin=0, zmax=1, colorscale="Blues",
+                               customdata=np.broadcast_to(np.array(labels[lo:hi], dtype=object), z[:, lo:hi].shape),
+                               hovertemplate="%{y} reads pos %{x} (%{customdata}): %{z:.3f}<extra></extra>",
+                               colorbar={"thickness": 12}))
+    for pos, symbol, color in [(p, "x-thin", "#ff7f0e") for p in ops] + [(p, "circle-open", "#d62728") for p in par]:
+        fig.add_trace(go.Scatter(x=[pos] * len(heads), y=heads, mode="markers", hoverinfo="skip", showlegend=False,
+                                 marker={"symbol": symbol, "size": 7, "line": {"width": 1.5, "color": color}}))
+    short = hi - lo <= 80
+    fig.update_layout(
+        title={"text": f"What {run.names[node]} ({run.equations[node]}) reads at the step reading state {state}",
+               "font": {"size": 14}},
+        template="plotly_white", height=max(260, 90 + 16 * len(heads)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        xaxis={"tickmode": "array" if short else "auto", "tickvals": list(range(lo, hi)) if short else None,
+               "ticktext": labels[lo:hi] if short else None, "tickangle": -60, "tickfont": {"size": 9}},
+        yaxis={"autorange": "reversed"})
+    return fig
+
+
+__all__ = ["head_label", "pattern_figure", "scores_figure", "roles_figure", "heads_grid_figure", "node_attention_figure"]
