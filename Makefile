@@ -10,10 +10,16 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 	$(PIP) install -e ".[test]"
 	touch $@
 
-.PHONY: app test info
+.PHONY: app test info browser
 app: .venv/installed
-	.venv/bin/workbench info --model default
-	@echo "The Dash app is coming (issue #7); above is the shipped default model."
+	.venv/bin/workbench app --model default
 
-test: .venv/installed
-	$(PY) -m pytest -n 2
+# The browser tests drive Debian's Chromium through Playwright (never `playwright install`: no downloads).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		apt-get update && apt-get install -y --no-install-recommends chromium fonts-liberation; \
+	fi
+
+# --dist loadgroup keeps the browser tests (one group) on one worker: one server, one browser.
+test: .venv/installed browser
+	$(PY) -m pytest -n 2 --dist loadgroup

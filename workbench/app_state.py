@@ -49,6 +49,13 @@ class RunKey:
     def to_json(self) -> dict:
         return {"model": self.model, "text": self.text, "seed": self.seed}
 
+    @property
+    def digest(self) -> str:
+        """A short fingerprint of the key (e.g. to tell whether a figure already shows this run)."""
+        import hashlib
+
+        return hashlib.sha1(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
     @classmethod
     def from_json(cls, data: Any) -> "RunKey":
         """The key a store holds; ``WorkbenchError`` for anything else (stores come from browsers)."""
@@ -220,7 +227,7 @@ def get_run(key: RunKey) -> RunView:
 def _compute_run(key: RunKey, hm) -> RunView:
     import torch
 
-    from workbench.hooks import trajectory
+    from workbench.hooks.interventions import trajectory
     from workbench.hooks.names import parse_hook_name, sites_filter
 
     problem, mapping, tb = _token_batch(key, hm.task)
@@ -375,7 +382,7 @@ def injection(key: RunKey, state: int, node: int, value: int | None = None, seed
 
 
 def _compute_injection(key: RunKey, hm, run: RunView, state: int, node: int, value: int | None, seed: int) -> InjectionView:
-    from workbench.hooks import inject_corruption
+    from workbench.hooks.interventions import inject_corruption
 
     _, _, tb = _token_batch(key, hm.task)
     inj = inject_corruption(hm, tb, state, nodes=[[node]], values=value, seed=seed)

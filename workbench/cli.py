@@ -1,4 +1,4 @@
-"""The ``workbench`` command: info, solve, generate, train, eval.
+"""The ``workbench`` command: info, solve, generate, train, eval, app.
 
 Bad input ends with one line on stderr (``error: ...``) and exit code 2, never a traceback; outputs
 are written only once everything succeeded.
@@ -6,6 +6,7 @@ are written only once everything succeeded.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -230,6 +231,38 @@ def evaluate(model_name: str, sizes: str, count: int, seed: int, batch_size: int
     if tag == "eval" and folder.resolve() == Path(model.meta["path"]).resolve():
         write_card(folder)
     click.echo(f"wrote {folder / (tag + '.json')}, {tag}.png, {tag}.html")
+
+
+def load_app_package():
+    """The repository's ``app`` package (the Dash app), imported from its folder by file path.
+
+    The library never imports the app; this thin launcher finds ``app/`` beside ``workbench/`` in a
+    clone of the repository and registers it as the package ``app``.
+    """
+    init = Path(__file__).resolve().parents[1] / "app" / "__init__.py"
+    loaded = sys.modules.get("app")
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == init:
+        return loaded
+    if not init.is_file():
+        raise WorkbenchError(f"the app lives in the repository's app/ folder and {init.parent} is missing; "
+                             "run the command from a clone of the repository")
+    spec = importlib.util.spec_from_file_location("app", init, submodule_search_locations=[str(init.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@cli.command()
+@click.option("--model", "model_name", default="default", show_default=True, help="the model shown first (a name in models/)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on (0.0.0.0: every interface)")
+@click.option("--port", type=click.IntRange(1, 65535), default=8050, show_default=True)
+def app(model_name: str, host: str, port: int) -> None:
+    """Serve the Dash app: watch a looped model think, step by step (Ctrl+C stops it)."""
+    load_app_package()
+    from app.app import serve  # the repository's app/, registered above
+
+    serve(model_name, host, port)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,13 +48,16 @@ def evaluate_sizes(model: LoopedModel, sizes: list[int], count: int, *, seed: in
     model.eval()
     results = []
     task = replace(model.task)
-    for n in tqdm(sizes, desc="eval sizes", disable=not progress, dynamic_ncols=True):
+    bar = tqdm(total=len(sizes) * count, desc="eval", unit="graph", disable=not progress, dynamic_ncols=True)
+    for n in sizes:
+        bar.set_postfix(N=n)
         rng = np.random.default_rng([seed, n])
         graphs = sample_graphs(n, count, rng=rng, task=task, depth_cap=depth_cap, recent=recent)
         tb = tokenize(graphs, model.vocab)
-        final, iters, conv = run_chunked(model, tb, batch_size=batch_size)
+        final, iters, conv = run_chunked(model, tb, batch_size=batch_size, on_chunk=bar.update)
         exact, node_acc = score_run(tb, final)
         results.append(SizeResult(n, count, float(exact.mean()), float(node_acc.mean()), float(iters.mean()),
                                   float(conv.mean()), float(graphs.max_depth.mean()), int(graphs.max_depth.max())))
+    bar.close()
     model.train(was_training)
     return results

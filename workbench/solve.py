@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,10 +54,11 @@ def decode_values(tb: TokenBatch, final: np.ndarray, problems: Sequence[Problem]
 
 
 def run_chunked(model: LoopedModel, tb: TokenBatch, *, batch_size: int = 64, max_steps: int | None = None,
-                progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                progress: bool = False, on_chunk: Callable[[int], object] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run the model on a token batch in chunks of similar length (less padding per forward pass).
 
     Returns the final states [batch, pos, factor], iterations [batch] and converged [batch] (numpy).
+    ``on_chunk(n)`` is called after each chunk of n graphs (an outer progress bar).
     """
     order = np.argsort(tb.length, kind="stable")
     finals = tb.tokens.astype(np.int64)
@@ -73,6 +74,8 @@ def run_chunked(model: LoopedModel, tb: TokenBatch, *, batch_size: int = 64, max
         finals[rows, : sub.max_len] = out.final.numpy()
         iterations[rows] = out.iterations.numpy()
         converged[rows] = out.converged.numpy()
+        if on_chunk is not None:
+            on_chunk(len(rows))
     model.train(was_training)
     return finals, iterations, converged
 

@@ -6,8 +6,7 @@ own operand tokens (what a *copy* head reads), ``o`` its parents' defining posit
 head reads, where their values are written).
 
 >>> import numpy as np
->>> from workbench.plots.common import empty_figure
-from workbench.run_view import RunView
+>>> from workbench.run_view import RunView
 >>> run = RunView.example()
 >>> fig = pattern_figure(np.full((3, 12), 1 / 12), run, state=1, layer=0, head=1)
 >>> [trace.name for trace in fig.data]
@@ -53,9 +52,9 @@ def pattern_figure(rows: np.ndarray, run: RunView, *, state: int, layer: int, he
                    hovertemplate="%{text} reads pos %{x} (%{customdata}): %{z:.3f}<extra></extra>",
                    colorbar={"title": "attn", "thickness": 12}),
         go.Scatter(x=ox, y=oy, mode="markers", name="own operand tokens", hoverinfo="skip",
-                   marker={"symbol": "x-thin", "size": 7, "line": {"width": 1.5, "color": "#ff7f0e"}}),
+                   marker={"symbol": "x-thin", "size": 7, "color": "#ff7f0e", "line": {"width": 1.5, "color": "#ff7f0e"}}),
         go.Scatter(x=px, y=py, mode="markers", name="parents' defining positions", hoverinfo="skip",
-                   marker={"symbol": "circle-open", "size": 8, "line": {"width": 1.5, "color": "#d62728"}}),
+                   marker={"symbol": "circle-open", "size": 8, "color": "#d62728", "line": {"width": 1.5}}),
     ])
     short = run.length <= 80
     fig.update_layout(
@@ -118,7 +117,8 @@ def heads_grid_figure(patterns: np.ndarray, *, state: int) -> go.Figure:
         for h in range(n_heads):
             img = (255 * (1 - np.clip(patterns[l, h], 0, 1) ** 0.5)).astype(np.uint8)  # sqrt: faint heads stay visible
             image = px.imshow(img, binary_string=True, zmin=0, zmax=255).data[0]
-            image.hovertemplate = f"{head_label(l, h)}: node %{{y}}, pos %{{x}}<extra></extra>"
+            image.dy = max(1.0, img.shape[1] / max(img.shape[0], 1))  # stretch the rows: a square thumbnail
+            image.hovertemplate = f"{head_label(l, h)}<extra></extra>"
             fig.add_trace(image, l + 1, h + 1)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
@@ -145,7 +145,7 @@ def node_attention_figure(rows: np.ndarray, run: RunView, *, node: int, state: i
                                colorbar={"thickness": 12}))
     for pos, symbol, color in [(p, "x-thin", "#ff7f0e") for p in ops] + [(p, "circle-open", "#d62728") for p in par]:
         fig.add_trace(go.Scatter(x=[pos] * len(heads), y=heads, mode="markers", hoverinfo="skip", showlegend=False,
-                                 marker={"symbol": symbol, "size": 7, "line": {"width": 1.5, "color": color}}))
+                                 marker={"symbol": symbol, "size": 7, "color": color, "line": {"width": 1.5, "color": color}}))
     short = hi - lo <= 80
     fig.update_layout(
         title={"text": f"What {run.names[node]} ({run.equations[node]}) reads at the step reading state {state}",

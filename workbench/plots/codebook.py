@@ -2,8 +2,8 @@
 
 >>> from workbench.run_view import RunView
 >>> fig = usage_figure(RunView.example(), factor=3, state=1)
->>> fig.data[0].type, fig.data[0].z.shape[0]  # one row per code in use
-('heatmap', 2)
+>>> fig.data[0].type, fig.data[0].z.shape[0]  # one row per code in use (the example's states are all zeros)
+('heatmap', 1)
 """
 
 from __future__ import annotations

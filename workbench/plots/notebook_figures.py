@@ -10,15 +10,19 @@ the state after step t, so a node of depth d written on the algorithmic schedule
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.hooks.interventions import Injection
-from workbench.hooks.trajectory import Trajectory
 from workbench.task.config import pool_name
 from workbench.task.vocab import Vocab
+
+if TYPE_CHECKING:  # only for annotations: importing workbench.hooks.trajectory here would shadow the
+    # package's lazy ``workbench.hooks.trajectory`` function with the submodule of the same name
+    from workbench.hooks.interventions import Injection
+    from workbench.hooks.trajectory import Trajectory
 
 #: cell classes of the state grid, with their colours
 EMPTY, WRONG, RIGHT = 0, 1, 2
@@ -69,13 +73,13 @@ def state_grid(traj: Trajectory, b: int = 0, *, names: Sequence[str] | None = No
     """Graph ``b``'s node values at every step: rows are nodes (model order), columns the states.
 
     Cells are coloured not written / wrong / right and print the value; a dot marks a value that step
-    changed, and ``mark`` ([node] bool, e.g. an injection's mask) draws an X at the step that read it
-    (``mark_step`` is the injection's step; pass ``mark`` as ``(mask, step)``).
+    changed. ``mark = (mask [node] bool, step)`` (e.g. an injection's mask and step) draws an X on those
+    nodes in the column of the state that ``step`` read.
 
     >>> from workbench.model.config import ModelConfig
     >>> from workbench.model.looped import LoopedModel
     >>> from workbench.task.config import TaskConfig
-    >>> from workbench.hooks import trajectory
+    >>> from workbench.hooks.interventions import trajectory
     >>> model = LoopedModel(ModelConfig(n_layers=1, n_heads=2, d_model=16), TaskConfig(n_names=8))
     >>> fig = state_grid(trajectory(model, "a = 3\\nb = a + a", n_steps=2), names=["a", "b"])
     >>> fig.data[0].y

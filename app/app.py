@@ -1,0 +1,148 @@
+"""The app's root: navigation, the shared stores, the step bar (slider, play and pause) and the page container.
+
+Per-session state lives in the browser (``dcc.Store``, session storage: the problem's ``RunKey`` and the
+selected node); the server keeps only caches keyed by the whole input (``workbench.app_state``), so
+sessions never see each other's state. Serve with ``workbench app`` or ``python -m app``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import dash
+from dash import Dash, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from app import ids
+from app.common import error_box, safe
+from workbench.errors import WorkbenchError
+
+HERE = Path(__file__).resolve().parent
+TITLE = "Looped-transformer workbench"
+FIRST_PROBLEM = {"n_nodes": 16, "seed": 0}  # what a new session sees first
+NO_STEP_BAR = ("/probes", "/generalization")
+_APP: Dash | None = None
+
+
+def create_app(model: str = "default") -> Dash:
+    """The app, serving ``model`` first (built once per process: Dash binds page callbacks to its first app).
+
+    Raises ``WorkbenchError`` when ``model`` does not exist.
+    """
+    global _APP
+    from workbench import app_state
+
+    text = app_state.generate_problem(model, FIRST_PROBLEM["n_nodes"], FIRST_PROBLEM["seed"])
+    initial = app_state.make_key(model, text).to_json()
+    if _APP is not None:
+        _APP.layout = root_layout(initial)
+        return _APP
+    app = Dash("app", use_pages=True, pages_folder=str(HERE / "pages"), assets_folder=str(HERE / "assets"),
+               title=TITLE, update_title=None, suppress_callback_exceptions=True)
+    app.layout = root_layout(initial)
+    _APP = app
+    return app
+
+
+def root_layout(initial: dict) -> html.Div:
+    pages = sorted(dash.page_registry.values(), key=lambda p: p.get("order", 99))
+    nav = [dcc.Link(p["name"], href=p["relative_path"], className="nav-link", id=f"nav-{p['module'].rsplit('.', 1)[-1]}")
+           for p in pages]
+    return html.Div([
+        dcc.Location(id=ids.URL),
+        dcc.Store(id=ids.RUN, storage_type="session", data=initial),
+        dcc.Store(id=ids.NODE, storage_type="session", data=None),
+        html.Header([html.Div(TITLE, className="brand"), html.Nav(nav)], className="top"),
+        html.Div(id=ids.STEP_BAR, className="step-bar", children=[
+            html.Div(id=ids.RUN_INFO, className="run-info"),
+            html.Div([
+                html.Button("◀", id=ids.STEP_PREV, title="previous state", className="small"),
+                html.Button("Play", id=ids.PLAY, title="play through the states", className="small"),
+                html.Button("▶", id=ids.STEP_NEXT, title="next state", className="small"),
+                html.Div(dcc.Slider(id=ids.STEP, min=0, max=1, step=1, value=0, updatemode="mouseup",
+                                    allow_direct_input=False), className="slider"),
+            ], className="step-controls"),
+            dcc.Interval(id=ids.TICK, interval=900, disabled=True),
+        ]),
+        html.Main(dash.page_container, className="content"),
+    ])
+
+
+def _marks(n_steps: int) -> dict:
+    every = max(1, -(-n_steps // 24))
+    marks = {t: str(t) for t in range(0, n_steps + 1, every)}
+    marks[0], marks[n_steps] = "input", str(n_steps)
+    return marks
+
+
+@callback(Output(ids.STEP, "max"), Output(ids.STEP, "marks"), Output(ids.STEP, "value"), Output(ids.RUN_INFO, "children"),
+          Input(ids.RUN, "data"))
+@safe(lambda msg: (no_update, no_update, no_update, error_box(msg)))
+def on_run(data):
+    """A new problem: size the slider to its states and show the final one."""
+    from workbench.app_state import RunKey, get_run
+
+    run = get_run(RunKey.from_json(data))
+    end = "reached a fixed point" if run.converged else "hit the step cap without a fixed point"
+    solved = "solved" if run.solved else f"{int((run.values[-1] == run.truth).sum())}/{run.n_nodes} nodes right"
+    info = [html.B(run.model), f" · {run.n_nodes} nodes, depth {int(run.depth.max())} · {run.n_steps} steps, {end} · {solved}",
+            html.Span(" · state 0 is the input; step t reads state t and writes state t + 1", className="hint")]
+    return run.n_steps, _marks(run.n_steps), run.n_steps, info
+
+
+@callback(Output(ids.STEP, "value", allow_duplicate=True), Output(ids.TICK, "disabled", allow_duplicate=True),
+          Output(ids.PLAY, "children", allow_duplicate=True),
+          Input(ids.STEP_PREV, "n_clicks"), Input(ids.STEP_NEXT, "n_clicks"), Input(ids.TICK, "n_intervals"),
+          State(ids.STEP, "value"), State(ids.STEP, "max"), prevent_initial_call=True)
+def move(_prev, _next, _tick, value, top):
+    """One state back or forward (buttons), or the next frame while playing (stops at the end)."""
+    value, top = int(value or 0), int(top or 0)
+    if ctx.triggered_id == ids.STEP_PREV:
+        return max(0, value - 1), no_update, no_update
+    new = min(top, value + 1)
+    if ctx.triggered_id == ids.TICK and new >= top:
+        return new, True, "Play"
+    return new, no_update, no_update
+
+
+@callback(Output(ids.TICK, "disabled"), Output(ids.PLAY, "children"), Output(ids.STEP, "value", allow_duplicate=True),
+          Input(ids.PLAY, "n_clicks"), State(ids.TICK, "disabled"), State(ids.STEP, "value"), State(ids.STEP, "max"),
+          prevent_initial_call=True)
+def play(_clicks, paused, value, top):
+    """Play from the current state (from the input when at the end), or pause."""
+    if not paused:
+        return True, "Play", no_update
+    return False, "Pause", (0 if (value or 0) >= (top or 0) else no_update)
+
+
+@callback(Output(ids.STEP_BAR, "style"), Input(ids.URL, "pathname"))
+def show_step_bar(pathname):
+    hidden = any((pathname or "").rstrip("/").endswith(p) for p in NO_STEP_BAR)
+    return {"display": "none"} if hidden else {}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m app [--model M] [--host H] [--port P] [--debug]``."""
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default", help="the model shown first (a name in models/)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: localhost only)")
+    parser.add_argument("--port", type=int, default=8050)
+    parser.add_argument("--debug", action="store_true", help="Dash dev tools and reloading (never on a shared host)")
+    args = parser.parse_args(argv)
+    serve(args.model, args.host, args.port, debug=args.debug)
+
+
+def serve(model: str = "default", host: str = "127.0.0.1", port: int = 8050, *, debug: bool = False) -> None:
+    """Build the app and serve it until interrupted; a bad model name ends with one line and exit code 2."""
+    try:
+        app = create_app(model)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"The workbench app: http://{host}:{port}/  (model {model}; Ctrl+C stops it)", flush=True)
+    app.run(host=host, port=port, debug=debug, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()

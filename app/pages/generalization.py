@@ -1,0 +1,48 @@
+"""Generalization: accuracy against graph size N for every model in models/, beside the paper's curves."""
+
+from __future__ import annotations
+
+import dash
+from dash import Input, Output, callback, dcc, html
+
+from app import ids
+from app.common import GRAPH_CONFIG, error_box, safe
+
+dash.register_page(__name__, path="/generalization", name="Generalization", order=5, title="Generalization · workbench")
+ID = ids.scoped(__name__)
+PAPER = ("Discrete LSS + error correction", "Discrete LSS", "Continuous LSS", "Chain-of-Thought", "E2E Recurrent",
+         "E2E Feedforward")
+
+
+def layout(**_):
+    return html.Div(className="page", children=[
+        html.H2("Generalization"),
+        html.Div("% of graphs fully solved against their size N, from each model's eval.json (workbench eval), or "
+                 "its last evaluation during training when it has none. Trained at N ≤ 32 (shaded).", className="hint"),
+        html.Div(className="inline controls", children=[
+            html.Span("paper curves"),
+            dcc.Checklist(id=ID("paper"), options=list(PAPER), value=list(PAPER[:3]), inline=True),
+        ]),
+        dcc.Graph(id=ID("figure"), config=GRAPH_CONFIG),
+        html.Div(id=ID("table")),
+    ])
+
+
+@callback(Output(ID("figure"), "figure"), Output(ID("table"), "children"), Input(ID("paper"), "value"))
+@safe(lambda msg: ({}, error_box(msg)))
+def show(paper):
+    from workbench.app_state import model_evaluations
+    from workbench.plots.generalization import accuracy_figure
+
+    curves = model_evaluations()
+    fig = accuracy_figure(curves, paper=tuple(p for p in PAPER if p in (paper or [])))
+    if not curves:
+        return fig, html.P("No model has an evaluation yet: run `.venv/bin/workbench eval --model <name>`.", className="note")
+    sizes = sorted({r["n_nodes"] for rows in curves.values() for r in rows})
+    head = html.Tr([html.Th("model")] + [html.Th(f"N={n}") for n in sizes])
+    rows = []
+    for name, results in curves.items():
+        by_n = {r["n_nodes"]: r for r in results}
+        rows.append(html.Tr([html.Td(name)] + [html.Td(f"{100 * by_n[n]['graph_acc']:.1f}% ({100 * by_n[n]['node_acc']:.0f}% nodes)"
+                                                       if n in by_n else "") for n in sizes]))
+    return fig, html.Table([head, *rows], className="summary")

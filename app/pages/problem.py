@@ -1,0 +1,147 @@
+"""Problem: generate a graph or paste your own, pick the model, and watch its nodes fill in state by state."""
+
+from __future__ import annotations
+
+import dash
+import numpy as np
+from dash import Input, Output, Patch, State, callback, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from app import ids
+from app.common import GRAPH_CONFIG, as_int, error_box, note, safe
+
+dash.register_page(__name__, path="/", name="Problem", order=0, title="Problem · workbench")
+ID = ids.scoped(__name__)
+
+PLACEHOLDER = "price = 17\ntax = 9\ntotal = price + tax\nshipping = total   # any names, any order, # comments"
+
+
+def layout(**_):
+    from workbench.app_state import MAX_NODES, MAX_TEXT_CHARS, MIN_NODES, model_names
+
+    return html.Div(className="page", children=[
+        dcc.Store(id=ID("init"), data=True),  # makes the page's callbacks fire when it opens
+        html.Div(className="columns", children=[
+            html.Div(className="panel form", children=[
+                html.H2("Problem"),
+                html.Label("Model", htmlFor=ID("model")),
+                dcc.Dropdown(id=ID("model"), options=model_names(), clearable=False, searchable=False),
+                html.Label("Generate a random graph (the paper's law)"),
+                html.Div(className="inline", children=[
+                    html.Span("nodes N"), dcc.Input(id=ID("size"), type="number", min=MIN_NODES, max=MAX_NODES, step=1,
+                                                    value=16, debounce=True, className="num"),
+                    html.Span("seed"), dcc.Input(id=ID("seed"), type="number", min=0, step=1, value=0, debounce=True,
+                                                 className="num"),
+                    html.Button("Generate", id=ID("generate")),
+                ]),
+                html.Label(f"…or type or paste your own (one equation per line; at most {MAX_NODES} variables and "
+                           f"{MAX_TEXT_CHARS:,} characters)", htmlFor=ID("text")),
+                dcc.Textarea(id=ID("text"), placeholder=PLACEHOLDER, className="problem-text", spellCheck=False),
+                html.Button("Run this problem", id=ID("submit"), className="primary"),
+                html.Div(id=ID("message"), className="message-slot"),
+                html.Div(id=ID("node"), className="node-detail"),
+            ]),
+            html.Div(className="panel wide", children=[
+                dcc.Graph(id=ID("dag"), config=GRAPH_CONFIG),
+                dcc.Store(id=ID("drawn")),  # the run whose graph the figure holds, so a state change can patch it
+                html.Div("Nodes are coloured by the value the model holds in this state: green right, red wrong, "
+                         "grey not written yet. Click a node to follow it here and on the Attention page.", className="hint"),
+            ]),
+        ]),
+        html.H3("The latent state, token by token"),
+        html.Div("One line per equation, in the order the model reads them; a node's value stands at its defining "
+                 "position (after '='). Underlined: changed by the step that wrote this state.", className="hint"),
+        html.Div(id=ID("tokens"), className="tokens"),
+    ])
+
+
+@callback(Output(ID("text"), "value"), Output(ID("model"), "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"))
+@safe(lambda msg: (no_update, no_update))
+def fill(data, _init):
+    """Show the problem on screen (in model order) and its model."""
+    from workbench.app_state import RunKey
+
+    key = RunKey.from_json(data)
+    return key.text, key.model
+
+
+@callback(Output(ids.RUN, "data"), Output(ID("message"), "children"),
+          Input(ID("submit"), "n_clicks"), Input(ID("generate"), "n_clicks"),
+          State(ID("text"), "value"), State(ID("model"), "value"), State(ID("size"), "value"), State(ID("seed"), "value"),
+          prevent_initial_call=True)
+@safe(lambda msg: (no_update, error_box(msg)))
+def submit(run_clicks, generate_clicks, text, model, size, seed):
+    """Run the typed problem, or generate one; the run is computed here once and cached."""
+    from workbench.app_state import generate_problem, get_run, make_key
+
+    if not run_clicks and not generate_clicks:  # the page just opened: nothing was clicked
+        raise PreventUpdate
+
+    if ctx.triggered_id == ID("generate"):
+        n, s = as_int(size, "the size"), as_int(seed, "the seed")
+        if n is None or s is None:
+            return no_update, error_box("give the number of nodes and a seed to generate a graph")
+        text = generate_problem(model, n, s)
+        done = f"Generated a graph of {n} nodes (seed {s})."
+    else:
+        done = "Problem loaded."
+    key = make_key(model, text or "")
+    run = get_run(key)
+    return key.to_json(), note(f"{done} {run.n_steps} steps on {run.model}.")
+
+
+def token_lines(run, state: int) -> list:
+    """One ``html.Div`` per equation: its tokens in ``state``, values coloured by status, changes underlined."""
+    t = run.clamp(state)
+    labels = run.token_labels(t)
+    now, before, first = run.states[t], run.states[max(t - 1, 0)], run.states[0]
+    changed = (now != before).any(-1) if t else np.zeros(run.length, bool)
+    odd = (now[:, :3] != first[:, :3]).any(-1)  # a factor other than the value moved: the model rewrote structure
+    status = run.status(t)
+    kind = np.full(run.length, "", dtype=object)
+    kind[run.rhs_pos] = np.array([" notyet", " right", " wrong"], dtype=object)[status]
+    cls = ["tok" + kind[p] + (" changed" if changed[p] else "") + (" odd" if odd[p] else "") for p in range(run.length)]
+    return [html.Div([html.Span(labels[p], className=cls[p]) for p in range(a, b)], className="eq")
+            for a, b in run.equation_spans()]
+
+
+@callback(Output(ID("dag"), "figure"), Output(ID("tokens"), "children"), Output(ID("drawn"), "data"),
+          Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"), State(ids.NODE, "data"),
+          State(ID("drawn"), "data"))
+@safe(lambda msg: (no_update, error_box(msg), no_update))
+def show_state(state, data, _init, node, drawn):
+    """The scrubbing callback: a new problem draws the graph; a new state only patches colours and labels."""
+    from workbench.app_state import RunKey, get_run
+    from workbench.plots.run import NODE_TRACE, dag_figure, dag_state
+
+    key = RunKey.from_json(data)
+    run = get_run(key)
+    t = run.clamp(state)
+    if drawn == key.digest:  # the figure shows this graph already: send only what changed
+        now = dag_state(run, t)
+        fig = Patch()
+        fig["data"][NODE_TRACE]["marker"]["color"] = now["color"]
+        fig["data"][NODE_TRACE]["text"] = now["text"]
+        fig["layout"]["title"]["text"] = now["title"]
+    else:
+        fig = dag_figure(run, t, selected=node if isinstance(node, int) else None)
+    return fig, token_lines(run, t), key.digest
+
+
+@callback(Output(ids.NODE, "data"), Input(ID("dag"), "clickData"), prevent_initial_call=True)
+def pick_node(click):
+    point = (click or {}).get("points", [{}])[0]
+    return point.get("customdata") if isinstance(point.get("customdata"), int) else no_update
+
+
+@callback(Output(ID("node"), "children"), Input(ids.NODE, "data"), Input(ids.RUN, "data"), Input(ID("init"), "data"))
+@safe(lambda msg: "")
+def node_detail(node, data, _init):
+    """The selected node's equation and its value in every state."""
+    from workbench.app_state import RunKey, get_run
+
+    run = get_run(RunKey.from_json(data))
+    if not isinstance(node, int) or not 0 <= node < run.n_nodes:
+        return ""
+    history = " → ".join(run.value_label(v) for v in run.values[:, node].tolist())
+    return [html.B(run.equations[node]), f"  (depth {int(run.depth[node])}, true value {int(run.truth[node])}); by state: {history}"]
