@@ -9,7 +9,7 @@ import torch
 
 from workbench.model.config import ModelConfig
 from workbench.task.config import TaskConfig
-from workbench.task.graphs import sample_graphs
+from workbench.task.graphs import evaluate, sample_graphs
 from workbench.task.tokens import TokenBatch, tokenize
 from workbench.task.vocab import F_VALUE, Vocab
 from workbench.training.config import Phase
@@ -33,6 +33,10 @@ def sample_phase(phase: Phase, task: TaskConfig, batch: int, rng: np.random.Gene
     n_nodes = rng.integers(phase.nodes[0], phase.nodes[1] + 1, size=batch)
     graphs = sample_graphs(n_nodes, batch, rng=rng, task=phase_task, fan_in=phase.fan_in,
                            depth_cap=phase.depth_cap, leaf_values=phase.leaf_values)
+    if phase.zero_leaves > 0:
+        zero = (graphs.leaf_value >= 0) & (rng.random(graphs.leaf_value.shape) < phase.zero_leaves)
+        graphs.leaf_value = np.where(zero, 0, graphs.leaf_value)
+        graphs.value = np.where(graphs.valid, evaluate(graphs.parents, graphs.ops, graphs.leaf_value, phase_task.modulus), -1)
     return tokenize(graphs, Vocab.for_task(task))
 
 

@@ -21,6 +21,8 @@ class Phase:
     fan_in: parent counts drawn uniformly from this list (repeat an entry to weight it).
     modulus: arithmetic for this phase (a larger, wrap-free modulus helps learn addition first);
         default the task's. leaf_values: leaf constants drawn from 0..leaf_values-1 (default modulus).
+    zero_leaves: each leaf is 0 with this probability. A model that already copies one operand learns
+        to fetch the others from the sums where that operand is 0 (a plain copy signal per slot).
     depth_cap: parents only among nodes of depth < cap. corruption_prob overrides the model's.
     """
 
@@ -30,6 +32,7 @@ class Phase:
     fan_in: tuple[int, ...] = (1, 2, 3)
     modulus: int | None = None
     leaf_values: int | None = None
+    zero_leaves: float = 0.0
     depth_cap: int | None = 6
     lr: float | None = None
     corruption_prob: float | None = None
@@ -39,6 +42,8 @@ class Phase:
         object.__setattr__(self, "fan_in", tuple(self.fan_in))
         if self.steps < 1 or len(self.nodes) != 2 or not 6 < self.nodes[0] <= self.nodes[1]:
             raise WorkbenchError(f"phase {self.name!r}: steps must be positive and nodes a range [lo, hi] with 6 < lo <= hi")
+        if not 0.0 <= self.zero_leaves <= 1.0:
+            raise WorkbenchError(f"phase {self.name!r}: zero_leaves must lie in [0, 1]")
         if not self.fan_in or any(k not in (1, 2, 3) for k in self.fan_in):
             raise WorkbenchError(f"phase {self.name!r}: fan_in entries must be 1, 2 or 3")
 
