@@ -25,6 +25,7 @@ class StepBatch:
     frontier: torch.Tensor  # [row, pos] bool: RHS slots computed at this step (depth == t)
     fan_in: torch.Tensor  # [row, pos] parents of the node defined here (0 for leaves, -1 elsewhere)
     n_tokens: int
+    operand_value: torch.Tensor | None = None  # [row, pos] at operand occurrences: the VALUE code at the operand's defining slot of the input; -1 elsewhere
 
 
 def sample_phase(phase: Phase, task: TaskConfig, batch: int, rng: np.random.Generator) -> TokenBatch:
@@ -89,6 +90,10 @@ def teacher_forced_batch(tb: TokenBatch, *, steps_per_graph: int, cfg: ModelConf
     frontier = sub.depth == step[:, None]
     fan = sub.graphs.fan_in[np.arange(sub.batch)[:, None], np.maximum(sub.node, 0)]
     fan_in = np.where(sub.is_rhs, fan, -1)
+    rows = np.arange(sub.batch)[:, None]
+    is_operand = (sub.node >= 0) & ~sub.is_rhs
+    def_pos = sub.rhs_pos[rows, np.maximum(sub.node, 0)]  # [row, pos] defining slot of the name here
+    operand_value = np.where(is_operand, inputs[rows, def_pos, F_VALUE], -1)
     as_t = lambda a, dtype=torch.long: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)  # noqa: E731
     return StepBatch(as_t(inputs), as_t(targets), as_t(valid, torch.bool), as_t(frontier, torch.bool),
-                     as_t(fan_in), int(valid.sum()))
+                     as_t(fan_in), int(valid.sum()), as_t(operand_value))

@@ -23,6 +23,11 @@ class Phase:
         default the task's. leaf_values: leaf constants drawn from 0..leaf_values-1 (default modulus).
     zero_leaves: each leaf is 0 with this probability. A model that already copies one operand learns
         to fetch the others from the sums where that operand is 0 (a plain copy signal per slot).
+    operand_lookup: weight of an auxiliary loss asking every operand occurrence to hold, after the
+        first block, the value at its variable's defining slot (read through the model's own final
+        norm and value head, so no parameters are added). It steers the model to the slot-agnostic
+        circuit "each operand looks its value up, the result reads its operands by position" instead
+        of a lookup per operand slot, which left later slots unlearned (see the model card).
     depth_cap: parents only among nodes of depth < cap. corruption_prob overrides the model's.
     """
 
@@ -33,6 +38,7 @@ class Phase:
     modulus: int | None = None
     leaf_values: int | None = None
     zero_leaves: float = 0.0
+    operand_lookup: float = 0.0
     depth_cap: int | None = 6
     lr: float | None = None
     corruption_prob: float | None = None

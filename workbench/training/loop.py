@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from workbench.device import default_device
 from workbench.errors import WorkbenchError
 from workbench.model.checkpoint import replace_dir, save_model
+from workbench.model.layers import NO_TAP, Tap
 from workbench.model.looped import LoopedModel
 from workbench.task.tokens import TokenBatch
 from workbench.task.vocab import F_VALUE
@@ -71,16 +72,41 @@ class Unroll(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, state: torch.Tensor, n_steps: int = 1) -> list[list[torch.Tensor]]:
-        per_step, hidden = [], None
+    def forward(self, state: torch.Tensor, n_steps: int = 1, capture: str | None = None):
+        """Per-step logits; with ``capture`` (a site name such as ``blocks.0.hook_resid_post``) also
+        that site's activation at every step: ``(per_step, captured)``."""
+        per_step, hidden, captured = [], None, []
+        tap = CaptureTap(capture, captured) if capture else NO_TAP
         for t in range(n_steps):
-            logits, h = self.model.step(state, hidden=hidden)
+            logits, h = self.model.step(state, tap, hidden=hidden)
             if self.model.cfg.latent == "continuous":
                 hidden = h
             elif t + 1 < n_steps:
                 state = self.model.decode(logits).detach()
             per_step.append(logits)
-        return per_step
+        return (per_step, captured) if capture else per_step
+
+
+class CaptureTap(Tap):
+    """Keeps the activation of one hook site (a training-time tap; no hook machinery involved)."""
+
+    def __init__(self, site: str, into: list[torch.Tensor]) -> None:
+        self.site, self.into = site, into
+
+    def __call__(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if name == self.site:
+            self.into.append(x)
+        return x
+
+
+def operand_lookup_loss(model: LoopedModel, resid: torch.Tensor, operand_value: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the model's own value head, read after the first block at operand occurrences,
+    against the value sitting at each operand's defining slot (EMPTY when not yet computed)."""
+    where = operand_value >= 0
+    if not where.any():
+        return resid.new_zeros(())
+    logits = model.unembed.W_U[F_VALUE](model.ln_final(resid[where]))
+    return F.cross_entropy(logits, operand_value[where])
 
 
 def unrolled_loss(net: nn.Module, model: LoopedModel, tb: TokenBatch, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, dict]:
@@ -284,11 +310,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
             if dist_env.world > 1:
                 rows = slice(mine.start * cfg.steps_per_graph, mine.stop * cfg.steps_per_graph)
                 batch = StepBatch(*(getattr(batch, f)[rows] for f in ("inputs", "targets", "valid", "frontier", "fan_in")),
-                                  n_tokens=int(batch.valid[rows].sum()))
-            logits = net(batch.inputs, 1)[0]
+                                  n_tokens=int(batch.valid[rows].sum()), operand_value=batch.operand_value[rows])
+            if phase.operand_lookup > 0:
+                steps_out, captured = net(batch.inputs, 1, "blocks.0.hook_resid_post")
+                logits = steps_out[0]
+                lookup = operand_lookup_loss(model, captured[0], batch.operand_value)
+            else:
+                logits = net(batch.inputs, 1)[0]
             loss = factor_loss(logits, batch.targets, batch.valid, batch.fan_in >= 0, cfg.value_weight)
+            if phase.operand_lookup > 0:
+                loss = loss + phase.operand_lookup * lookup
             with torch.no_grad():
                 metrics = frontier_metrics(logits, batch)
+                if phase.operand_lookup > 0:
+                    metrics["lookup_loss"] = float(lookup)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
