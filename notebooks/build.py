@@ -455,6 +455,24 @@ ROUTING = [
         print(f"{label:>9}: top head per step {best}; largest spread of a head across steps {spread.max():.2f}")
     """),
     md("""
+    ## Head groups by operand slot, from the library
+
+    The paper's heads split by **operand slot** (some copy the first operand, others the second or
+    third). `workbench.analysis.routing` computes the same two scores per slot, and at the frontier
+    (the variables the step must compute), and turns them into head roles with a stability across
+    steps: the discovered head groups. Its figures, on 32 random graphs:
+    """),
+    code("""
+    from workbench.analysis import routing
+    from workbench.plots.analysis import to_plotly
+
+    routing_results, routing_summary = routing.run(model, n_nodes=16, count=32, seed=0)
+    for key, value in routing_summary.items():
+        print(f"{key:>18}: {value:.2f}" if isinstance(value, float) else f"{key:>18}: {value}")
+    for fig in routing.figures({"results": routing_results}):
+        to_plotly(fig).show()
+    """),
+    md("""
     ## Attention is not yet use: ablate the heads
 
     High attention says where a head reads, not that the model needs what it reads. `ablate_heads`
@@ -616,6 +634,115 @@ NNSIGHT = [
 ]
 
 
+# --------------------------------------------------------------------------------------------- 3
+PROBES = [
+    md("""
+    # 3 · Probes and the bottleneck lens: what the residual stream knows before the bottleneck
+
+    The discrete state shows what a step *wrote*. Inside a step, the residual stream may already hold
+    more: the value of a variable computed one layer early, the identity of each operand copied to
+    the result position, whether a value is available yet. Two tools read it:
+    - **linear probes** (scikit-learn, on the residual stream at one step and one residual point) ask
+      whether a quantity is *linearly decodable* there. Train and test are split **by graph**, never
+      by token (positions of one graph share context), and each task has **control tasks**: after
+      Hewitt & Liang, random labels that a probe can only learn by memorizing variable names, and
+      labels shuffled within each graph. *Selectivity* = task accuracy - control accuracy. The
+      residual stream carries every token's name, so the name control can score high; a quantity is
+      convincingly encoded where the task beats its controls, not merely where its accuracy is high;
+    - the **bottleneck lens** pushes an intermediate residual through the model's own final LayerNorm
+      and factor heads: *what would the bottleneck write if the step ended here?* No training, no
+      control: it asks the model's own decoder, and at the last residual point it is the bottleneck.
+
+    Both read the **recurrence** one step at a time: with **algorithmic supervision**, a variable of
+    depth d should become decodable at step d (the step that computes it) and stay decodable, because
+    the bottleneck writes it into the state. The residual points of a 2-layer model are `L0.pre` (the
+    embedded state), then `Ll.mid` (after attention) and `Ll.post` (after the MLP) of each layer.
+
+    The analyses are the library's (`workbench.analysis`, the same code as the `probes/` scripts and
+    the app); the runs here are small (64 graphs) so the notebook stays quick. Decodable is not the
+    same as used: confirm a finding by intervening (notebooks 2, 4 and 5 ablate heads and overwrite
+    values).
+    """),
+    code(SETUP, """
+    import numpy as np
+    import workbench as wb
+    from workbench.analysis import lens, probes
+    from workbench.hooks import hook_name, hooked
+    from workbench.plots.analysis import to_plotly
+    from workbench.task.vocab import F_VALUE
+    """),
+    md("""
+    ## Probes, with controls
+
+    Three tasks: a variable's **value** at its defining position (`value@rhs`), the same value read at
+    a later **operand** occurrence (`value@operand`: has the value been fetched into the equation that
+    uses it?), and whether the value is **computed** yet in the state the step reads (`computed@rhs`).
+    `probes.run` samples the graphs, gathers the residual stream at every step and point, and fits one
+    probe per task, step and point, plus its controls. Chance for a value is about 1/p; the
+    majority-class rate is in the summary.
+    """),
+    code("""
+    model = wb.load_model("default")
+    results, summary = probes.run(model, n_nodes=16, count=64, tasks=["value@rhs", "value@operand", "computed@rhs"], seed=0)
+    for key, value in summary.items():
+        print(f"{key:>40}: {value:.2f}" if isinstance(value, float) else f"{key:>40}: {value}")
+    """),
+    md("""
+    The figures below: accuracy per step (rows) and residual point (columns) for each task; the same
+    as selectivity against each control; the curves after the last layer; and the value probe by
+    depth. **What to look for:** on the schedule, the `value@rhs` curve of depth d rises at step d,
+    and `value@operand` rises once the operand's value exists (the fetch that layer-2 attention does
+    in the paper's circuit).
+    """),
+    code("""
+    for fig in probes.figures({"results": results}):
+        to_plotly(fig).show()
+    """),
+    md("""
+    ## The bottleneck lens
+
+    `lens.run` applies the decoder at every residual point of every step. The first figure checks the
+    lens against what each step actually wrote (at the last point it must agree everywhere); the
+    next asks where a variable's true value first appears, overall and by depth; the last follows the
+    drift of the final hidden state across steps (a fixed point shows as no change).
+    """),
+    code("""
+    lens_results, lens_summary = lens.run(model, n_nodes=16, count=64, seed=0)
+    for key, value in lens_summary.items():
+        shown = [round(v, 2) for v in value] if isinstance(value, list) else (round(value, 3) if isinstance(value, float) else value)
+        print(f"{key:>58}: {shown}")
+    for fig in lens.figures({"results": lens_results}):
+        to_plotly(fig).show()
+    """),
+    md("""
+    ### The lens on one problem
+
+    The same decoder, by hand, on the budget problem of notebook 1: for every variable, the value the
+    lens reads at its defining position at each residual point of the step that should compute it
+    (step = depth), beside the true value (`?`: empty). `lens.lens_logits` is the model's `ln_final`
+    followed by its factor heads.
+    """),
+    code(BUDGET, """
+
+    hm = hooked(model)
+    problem = wb.parse_problem(text, model.task)
+    tb = hm.to_token_batch(problem)
+    n_steps = max(problem.depth.values()) + 1
+    points = [("hook_resid_pre", 0)] + [(site, l) for l in range(model.cfg.n_layers) for site in ("hook_resid_mid", "hook_resid_post")]
+    names = [hook_name(t, site, layer=l) for t in range(n_steps) for site, l in points]
+    _, cache = hm.run_with_cache(hm.to_tokens(problem), names_filter=names, n_steps=n_steps)
+    truth = tb.graphs.value[0]
+    show = lambda v: "?" if v == model.vocab.empty else str(v)
+    print(f"{'variable':>9} {'depth':>5} {'true':>4}   " + " ".join(f"{'L%d.%s' % (l, site.split('_')[-1]):>7}" for site, l in points))
+    for n, name in enumerate(problem.names):
+        d, pos = problem.depth[name], int(tb.rhs_pos[0, n])
+        reads = [lens.lens_logits(model, cache[hook_name(d, site, layer=l)][0, pos])[F_VALUE].argmax().item()
+                 for site, l in points]
+        print(f"{name:>9} {d:>5} {truth[n]:>4}   " + " ".join(f"{show(v):>7}" for v in reads))
+    """),
+]
+
+
 # --------------------------------------------------------------------------------------------- 4
 CORRECTION = [
     md("""
@@ -697,7 +824,8 @@ CORRECTION = [
     code("""
     graphs = wb.sample_graphs(16, 128, rng=np.random.default_rng(0), task=model.task)
     step = 3
-    injections = {name: inject_corruption(m, graphs, step, count=1, seed=0) for name, m in models.items()}
+    cap = step + int(graphs.max_depth.max()) + 6  # enough to repair and settle; keeps a model that never settles cheap
+    injections = {name: inject_corruption(m, graphs, step, count=1, seed=0, max_steps=cap) for name, m in models.items()}
     for name, inj in injections.items():
         n = int(inj.mask.sum())
         clean_solved = inj.clean.solved.float().mean().item()
@@ -733,7 +861,7 @@ CORRECTION = [
     for name, m in models.items():
         rates = []
         for k in (1, 2, 4):
-            inj = inject_corruption(m, graphs, step, count=k, seed=k)
+            inj = inject_corruption(m, graphs, step, count=k, seed=k, max_steps=cap)
             rates.append(f"k={k}: {100 * inj.recovered.float().mean():.1f}%")
         print(f"{name}: graphs solved after k errors at step {step}: " + ", ".join(rates)
               + f" (clean: {100 * inj.clean.solved.float().mean():.1f}%)")
@@ -763,6 +891,7 @@ CORRECTION = [
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_attention_routing.ipynb": ROUTING,
+    "03_probes_and_lens.ipynb": PROBES,
     "04_error_correction.ipynb": CORRECTION,
     "05_routing_nnsight.ipynb": NNSIGHT,
 }

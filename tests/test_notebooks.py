@@ -51,8 +51,8 @@ def kernel_env(tmp_path, monkeypatch) -> str:
 
 def test_every_notebook_is_there():
     names = {path.name for path in PATHS}
-    assert {"01_quickstart.ipynb", "02_attention_routing.ipynb", "04_error_correction.ipynb",
-            "05_routing_nnsight.ipynb"} <= names, names
+    assert {"01_quickstart.ipynb", "02_attention_routing.ipynb", "03_probes_and_lens.ipynb",
+            "04_error_correction.ipynb", "05_routing_nnsight.ipynb"} <= names, names
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)

@@ -104,7 +104,7 @@ class LRU:
             self._data.clear()
 
 
-_RUNS, _PATTERNS, _INJECTIONS = LRU(16), LRU(32), LRU(32)
+_RUNS, _PATTERNS, _INJECTIONS = LRU(16), LRU(24), LRU(32)  # an N=128 step of patterns is ~6 MB
 _MODELS: dict[str, tuple[int, Any]] = {}  # name -> (weights version, HookedLooped)
 
 

@@ -72,24 +72,33 @@ def on_run(data, _init, layer, head):
     return layers, heads, layer, head, roles_figure(run), table
 
 
-@callback(Output(ID("scores"), "figure"), Output(ID("grid"), "figure"), Output(ID("dag"), "figure"),
-          Output(ID("message"), "children"),
-          Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ids.NODE, "data"), Input(ID("init"), "data"))
-@safe(lambda msg: (no_update, no_update, no_update, error_box(msg)))
-def show_step(state, data, node, _init):
-    """Per state: parent-attention scores, every head's pattern, and the graph to pick a node from."""
+@callback(Output(ID("scores"), "figure"), Output(ID("grid"), "figure"), Output(ID("message"), "children"),
+          Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"))
+@safe(lambda msg: (no_update, no_update, error_box(msg)))
+def show_step(state, data, _init):
+    """Per state: parent-attention scores and every head's pattern."""
     from workbench.app_state import pattern_state, step_patterns
     from workbench.plots.attention import heads_grid_figure, scores_figure
-    from workbench.plots.run import dag_figure
 
     key, run = _run(data)
     t = pattern_state(run, state)
     copy, lookup = run.head_scores(min(t, run.n_steps - 1) if run.n_steps else 0)
     scores = scores_figure(copy, lookup, title=f"Parent-attention scores at step {t} (mean over the nodes that have parents)")
     grid = heads_grid_figure(step_patterns(key, t), state=t)
-    sel = node if isinstance(node, int) and 0 <= node < run.n_nodes else None
     note = "" if t == run.clamp(state) else f"This model's patterns exist up to state {t}; showing that."
-    return scores, grid, dag_figure(run, t, selected=sel, height=420), note
+    return scores, grid, note
+
+
+@callback(Output(ID("dag"), "figure"), Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ids.NODE, "data"),
+          Input(ID("init"), "data"))
+@safe(lambda msg: no_update)
+def show_graph(state, data, node, _init):
+    """The graph to pick a node from, coloured at the selected state, the selected node's inputs highlighted."""
+    from workbench.plots.run import dag_figure
+
+    _, run = _run(data)
+    sel = node if isinstance(node, int) and 0 <= node < run.n_nodes else None
+    return dag_figure(run, run.clamp(state), selected=sel, height=420)
 
 
 @callback(Output(ID("layer"), "value", allow_duplicate=True), Output(ID("head"), "value", allow_duplicate=True),
@@ -109,13 +118,16 @@ def pick_head(score_click, grid_click, data):
 
 
 @callback(Output(ids.NODE, "data", allow_duplicate=True), Input(ID("dag"), "clickData"), Input(ID("pattern"), "clickData"),
-          prevent_initial_call=True)
-def pick_node(dag_click, pattern_click):
-    """A node clicked in the graph, or a row clicked in the pattern heatmap."""
-    click = dag_click if ctx.triggered_id == ID("dag") else pattern_click
-    point = (click or {}).get("points", [{}])[0]
-    value = point.get("customdata") if ctx.triggered_id == ID("dag") else point.get("y")
-    return value if isinstance(value, int) else no_update
+          State(ids.RUN, "data"), prevent_initial_call=True)
+@safe(lambda msg: no_update)
+def pick_node(dag_click, pattern_click, data):
+    """A node clicked in the graph, or a row (its name) clicked in the pattern heatmap."""
+    if ctx.triggered_id == ID("dag"):
+        value = ((dag_click or {}).get("points") or [{}])[0].get("customdata")
+        return value if isinstance(value, int) else no_update
+    name = ((pattern_click or {}).get("points") or [{}])[0].get("y")
+    _, run = _run(data)
+    return run.names.index(name) if name in run.names else no_update
 
 
 @callback(Output(ID("pattern"), "figure"), Input(ids.STEP, "value"), Input(ids.RUN, "data"),

@@ -29,9 +29,9 @@ def layout(**_):
                  "changing, and see whether it repairs the value. The same injection runs on a second model side by "
                  "side (e.g. one trained without error correction).", className="hint"),
         html.Div(className="inline controls", children=[
-            html.Span("into state"), dcc.Input(id=ID("state"), type="number", min=0, step=1, value=1, className="num"),
+            html.Span("into state"), dcc.Input(id=ID("state"), type="number", step=1, value=1, className="num"),
             html.Span("node"), dcc.Dropdown(id=ID("node"), options=[], clearable=False, className="pick wide"),
-            html.Span("value"), dcc.Input(id=ID("value"), type="number", min=0, step=1, placeholder="random wrong",
+            html.Span("value"), dcc.Input(id=ID("value"), type="number", step=1, placeholder="random wrong",
                                           className="num"),
             html.Span("compare with"), dcc.Dropdown(id=ID("other"), options=[NONE, *model_names()], value=NONE,
                                                     clearable=False, className="pick"),
@@ -58,17 +58,19 @@ def show_events(state, data, _init):
     return events_figure(run, state=run.clamp(state)), ""
 
 
-@callback(Output(ID("node"), "options"), Output(ID("node"), "value"), Output(ID("state"), "max"),
+@callback(Output(ID("node"), "options"), Output(ID("node"), "value"),
           Input(ids.RUN, "data"), Input(ids.NODE, "data"), Input(ID("init"), "data"))
-@safe(lambda msg: (no_update, no_update, no_update))
+@safe(lambda msg: (no_update, no_update))
 def node_choices(data, selected, _init):
-    """The problem's nodes (the selected node first chosen, else the deepest one)."""
+    """The problem's nodes (the selected node first chosen, else the first of depth 1: computed early, so an
+    injection at a later state overwrites a value the model already wrote)."""
     from workbench.app_state import RunKey, get_run
 
     run = get_run(RunKey.from_json(data))
     options = [{"label": f"{run.names[i]}  ({run.equations[i]})", "value": i} for i in range(run.n_nodes)]
-    pick = selected if isinstance(selected, int) and 0 <= selected < run.n_nodes else int(run.depth.argmax())
-    return options, pick, run.n_steps
+    first = [i for i in range(run.n_nodes) if run.depth[i] == 1] or [0]
+    pick = selected if isinstance(selected, int) and 0 <= selected < run.n_nodes else first[0]
+    return options, pick
 
 
 @callback(Output(ID("state"), "value"), Input(ids.STEP, "value"), Input(ID("init"), "data"))

@@ -28,10 +28,10 @@ def layout(**_):
                 dcc.Dropdown(id=ID("model"), options=model_names(), clearable=False, searchable=False),
                 html.Label("Generate a random graph (the paper's law)"),
                 html.Div(className="inline", children=[
-                    html.Span("nodes N"), dcc.Input(id=ID("size"), type="number", min=MIN_NODES, max=MAX_NODES, step=1,
-                                                    value=16, debounce=True, className="num"),
-                    html.Span("seed"), dcc.Input(id=ID("seed"), type="number", min=0, step=1, value=0, debounce=True,
-                                                 className="num"),
+                    # no min/max on the inputs: the browser would blank an out-of-range number, the app explains it
+                    html.Span(f"nodes N ({MIN_NODES}–{MAX_NODES})"),
+                    dcc.Input(id=ID("size"), type="number", step=1, value=16, className="num"),
+                    html.Span("seed"), dcc.Input(id=ID("seed"), type="number", step=1, value=0, className="num"),
                     html.Button("Generate", id=ID("generate")),
                 ]),
                 html.Label(f"…or type or paste your own (one equation per line; at most {MAX_NODES} variables and "

@@ -1,10 +1,17 @@
 """Linear probes on the residual stream: accuracy and selectivity per (step, residual point).
 
-The probe is a scikit-learn estimator (standardized features, multinomial logistic regression, L2);
-train and test are split **by graph**, never by token. Every task has a control task after Hewitt &
-Liang (2019): the same samples with random but consistent labels, one per variable name (the token
-at the probed position), drawn from the task's own label distribution; selectivity = task accuracy
-minus control accuracy. A probe that only memorizes names scores the same on both.
+The probe is a scikit-learn estimator (``LinearProbe``: standardized features, then ridge or logistic
+regression, capacity limited by L2 only); train and test are split **by graph**, never by token, and
+one split serves every task, step and point. Every task has two control tasks (``CONTROLS``):
+    name     Hewitt & Liang (2019): random but consistent labels, one per variable name (the token at
+             the probed position), drawn from the task's label distribution and shared by every graph.
+             A probe scores on it only by memorizing names; note that with d_model >= the name pool
+             every function of the name is linear, so this control can reach 1.
+    shuffle  each graph's labels moved to other positions of the same graph (label statistics of the
+             graph kept, the position's own link cut): near chance unless the probe reads graph-level
+             context.
+selectivity[kind] = task accuracy - control accuracy. ``majority`` is the most common training label's
+accuracy. A random-weight model must probe near chance (the leakage guard, tested).
 
 Tasks (``TASKS``):
     value@rhs        a node's value mod p, at its defining position
@@ -24,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -33,33 +40,48 @@ from tqdm.auto import tqdm
 from workbench.analysis.activations import Gathered
 from workbench.errors import WorkbenchError
 
+PROBE_KINDS = ("ridge", "logistic")
+#: control tasks: ``name`` (Hewitt & Liang: a random label per variable name, shared by every graph) and
+#: ``shuffle`` (each graph's labels moved to other positions of the same graph)
+CONTROLS = ("name", "shuffle")
 TASKS: tuple[str, ...] = ("value@rhs", "value@operand", "computed@rhs", "computed@operand", "depth@rhs",
                           "operand0@rhs", "operand1@rhs", "operand2@rhs")
 
 
 class LinearProbe(ClassifierMixin, BaseEstimator):
-    """A linear probe: standardized features, then L2-regularized multinomial logistic regression.
+    """A linear probe on standardized features: ``ridge`` (least squares on one-hot labels, closed form,
+    the default for sweeps) or ``logistic`` (L2 multinomial logistic regression, ``C``; ~10x slower).
 
-    A training set with one class gives a constant predictor (so every (step, point) has a score).
+    Capacity is limited by the L2 penalty only. A training set with one class gives a constant
+    predictor (so every (step, point) has a score).
 
     >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 0, 1, 1])
-    >>> LinearProbe(C=10.0).fit(X, y).score(X, y)
-    1.0
+    >>> LinearProbe().fit(X, y).score(X, y), LinearProbe(kind="logistic", C=10.0).fit(X, y).score(X, y)
+    (1.0, 1.0)
     """
 
-    def __init__(self, C: float = 0.1, max_iter: int = 300):
+    def __init__(self, kind: str = "ridge", alpha: float = 10.0, C: float = 0.1, max_iter: int = 300, tol: float = 1e-2):
+        self.kind = kind
+        self.alpha = alpha
         self.C = C
         self.max_iter = max_iter
+        self.tol = tol
 
     def fit(self, X, y):  # X [n_samples, d_model], y [n_samples]
+        if self.kind not in PROBE_KINDS:
+            raise WorkbenchError(f"probe kind must be one of {list(PROBE_KINDS)}, got {self.kind!r}")
         y = np.asarray(y)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             self.clf_ = None
             return self
+        if self.kind == "ridge":
+            head = RidgeClassifier(alpha=self.alpha)
+        else:
+            head = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.clf_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter)).fit(X, y)
+            self.clf_ = make_pipeline(StandardScaler(), head).fit(X, y)
         return self
 
     def predict(self, X):
@@ -80,6 +102,28 @@ def graph_split(groups: np.ndarray, *, test_size: float = 0.25, seed: int = 0) -
     split = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
     train, test = next(split.split(np.zeros(len(groups)), groups=groups))
     return train, test
+
+
+def shuffled_labels(groups: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """Labels moved to another sample of the same graph (a random cyclic shift within each graph).
+
+    The label distribution of every graph is kept; the link between a position and its own label is cut.
+
+    >>> c = shuffled_labels(np.array([0, 0, 0, 1, 1]), np.array([1, 2, 3, 4, 5]), seed=0)
+    >>> sorted(c[:3].tolist()), sorted(c[3:].tolist()), bool((c != np.array([1, 2, 3, 4, 5])).all())
+    ([1, 2, 3], [4, 5], True)
+    """
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(groups)), groups))  # by graph, random within
+    g = groups[order]
+    start = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
+    size = np.diff(np.r_[start, len(g)])
+    first = np.repeat(start, size)
+    rank = np.arange(len(g)) - first
+    source = first + (rank + 1) % np.repeat(size, size)  # the next sample of the same graph
+    out = np.empty_like(labels)
+    out[order] = labels[order[source]]
+    return out
 
 
 def control_labels(keys: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> np.ndarray:
@@ -131,7 +175,7 @@ class ProbeCurves:
 
     task: str
     accuracy: np.ndarray
-    control: np.ndarray
+    control: dict[str, np.ndarray]  # CONTROLS -> [step, point]
     majority: np.ndarray  # accuracy of always guessing the training set's most common label
     by_depth: np.ndarray  # test accuracy split by the node's depth (NaN where no test node has it)
     n_classes: int
@@ -139,8 +183,8 @@ class ProbeCurves:
     n_test: int
 
     @property
-    def selectivity(self) -> np.ndarray:
-        return self.accuracy - self.control
+    def selectivity(self) -> dict[str, np.ndarray]:
+        return {kind: self.accuracy - c for kind, c in self.control.items()}
 
     def to_dict(self) -> dict:
         return {"accuracy": self.accuracy, "control": self.control, "selectivity": self.selectivity,
@@ -148,13 +192,14 @@ class ProbeCurves:
                 "n_train": self.n_train, "n_test": self.n_test}
 
 
-def probe_curves(g: Gathered, tasks: Sequence[str] = TASKS, *, C: float = 0.1, max_iter: int = 300,
-                 test_size: float = 0.25, seed: int = 0, max_depth: int | None = None,
-                 progress: bool = False) -> dict[str, ProbeCurves]:
+def probe_curves(g: Gathered, tasks: Sequence[str] = TASKS, *, probe: dict | None = None, test_size: float = 0.25,
+                 seed: int = 0, max_depth: int | None = None, progress: bool = False) -> dict[str, ProbeCurves]:
     """Fit a probe and its control at every (step, point) for every task; scores on held-out graphs.
 
     One split by graph serves every task, step and point (the same graphs are held out everywhere).
+    ``probe``: keyword arguments of ``LinearProbe`` (kind, alpha, C, ...).
     """
+    probe = probe or {}
     groups = np.concatenate([s.graph for s in g.samples.values()])
     graphs = np.unique(groups)
     _, test_graphs = graph_split(graphs, test_size=test_size, seed=seed)
@@ -168,7 +213,8 @@ def probe_curves(g: Gathered, tasks: Sequence[str] = TASKS, *, C: float = 0.1, m
     for task in tasks:
         if task_data(g, task, 0) is None:
             continue
-        acc, ctl, maj = (np.full((g.n_steps, n_points), np.nan) for _ in range(3))
+        acc, maj = np.full((g.n_steps, n_points), np.nan), np.full(g.n_steps, np.nan)
+        ctl = {kind: np.full((g.n_steps, n_points), np.nan) for kind in CONTROLS}
         by_depth = np.full((depth_cap + 1, g.n_steps, n_points), np.nan)
         n_classes = n_train = n_test = 0
         for t in range(g.n_steps):
@@ -177,7 +223,8 @@ def probe_curves(g: Gathered, tasks: Sequence[str] = TASKS, *, C: float = 0.1, m
             test = held_out[s.graph[data.keep]]
             train = ~test
             y = data.labels
-            control = control_labels(data.keys, y, seed=seed + 7919 * t)
+            controls = {"name": control_labels(data.keys, y, seed=seed + 7919 * t),
+                        "shuffle": shuffled_labels(s.graph[data.keep], y, seed=seed + 1)}
             n_classes, n_train, n_test = max(n_classes, len(np.unique(y))), int(train.sum()), int(test.sum())
             if not train.any() or not test.any():
                 bar.update(n_points)
@@ -187,10 +234,10 @@ def probe_curves(g: Gathered, tasks: Sequence[str] = TASKS, *, C: float = 0.1, m
             depth = s.depth[data.keep][test]
             for i in range(n_points):
                 X = g.acts[data.where][t, i, data.keep]
-                probe = LinearProbe(C=C, max_iter=max_iter).fit(X[train], y[train])
-                right = probe.predict(X[test]) == y[test]
+                right = LinearProbe(**probe).fit(X[train], y[train]).predict(X[test]) == y[test]
                 acc[t, i] = right.mean()
-                ctl[t, i] = LinearProbe(C=C, max_iter=max_iter).fit(X[train], control[train]).score(X[test], control[test])
+                for kind, c in controls.items():
+                    ctl[kind][t, i] = LinearProbe(**probe).fit(X[train], c[train]).score(X[test], c[test])
                 for d in range(depth_cap + 1):
                     if (depth == d).any():
                         by_depth[d, t, i] = right[depth == d].mean()
@@ -200,7 +247,7 @@ def probe_curves(g: Gathered, tasks: Sequence[str] = TASKS, *, C: float = 0.1, m
     return out
 
 
-def transfer_matrix(g: Gathered, task: str = "value@rhs", *, point: int = -1, C: float = 0.1, max_iter: int = 300,
+def transfer_matrix(g: Gathered, task: str = "value@rhs", *, point: int = -1, probe: dict | None = None,
                     test_size: float = 0.25, seed: int = 0) -> np.ndarray:
     """[train step, test step]: a probe trained at one step, scored on held-out graphs at every step."""
     data0 = task_data(g, task, 0)
@@ -213,24 +260,39 @@ def transfer_matrix(g: Gathered, task: str = "value@rhs", *, point: int = -1, C:
     for t in range(g.n_steps):
         dt = task_data(g, task, t)
         X = g.acts[dt.where][t, point, dt.keep]
-        probe = LinearProbe(C=C, max_iter=max_iter).fit(X[train_idx], dt.labels[train_idx])
+        fitted = LinearProbe(**(probe or {})).fit(X[train_idx], dt.labels[train_idx])
         for u in range(g.n_steps):
             du = task_data(g, task, u)
             Xu = g.acts[du.where][u, point, du.keep]
-            out[t, u] = probe.score(Xu[test_idx], du.labels[test_idx])
+            out[t, u] = fitted.score(Xu[test_idx], du.labels[test_idx])
     return out
 
 
 # ------------------------------------------------------------------------------------ the analysis
-def run(model, *, n_nodes: int = 16, count: int = 256, depth_cap: int | None = 6, n_steps: int | None = None,
-        mode: str = "free", tasks: Sequence[str] = TASKS, C: float = 0.1, seed: int = 0, batch_size: int = 64,
-        progress: bool = False) -> tuple[dict, dict]:
+def random_init(model, seed: int = 0):
+    """A freshly initialized model of the same architecture and task (the random-weight baseline)."""
+    import torch
+
+    from workbench.hooks.tl_wrapper import hooked
+    from workbench.model.looped import LoopedModel
+
+    m = hooked(model).model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = LoopedModel(m.cfg, m.task)
+    return fresh.to(m.device).eval()
+
+
+def run(model, *, n_nodes: int = 16, count: int = 384, depth_cap: int | None = 6, n_steps: int | None = None,
+        mode: str = "free", tasks: Sequence[str] = TASKS, probe: dict | None = None, random_baseline: bool = True,
+        seed: int = 0, batch_size: int = 64, progress: bool = False) -> tuple[dict, dict]:
     """Probe every task at every (step, residual point) on ``count`` graphs of ``n_nodes`` nodes.
 
     Returns ``(results, summary)`` for the JSON envelope. results: ``points``, ``steps``,
-    ``tasks[task]`` = {accuracy, control, selectivity [step][point], majority [step],
-    by_depth [depth][step][point], n_classes, n_train, n_test}, ``transfer`` (value@rhs at the last point,
-    [train step][test step]).
+    ``tasks[task]`` = {accuracy [step][point], control {kind: [step][point]}, selectivity {kind: [step][point]},
+    majority [step], by_depth [depth][step][point], n_classes, n_train, n_test, random_init [step][point]
+    (the same probe on a random-weight model of the same architecture, when ``random_baseline``)},
+    ``transfer`` (value@rhs at the last point, [train step][test step]).
     """
     from workbench.analysis.activations import default_steps, gather, sample_batch
 
@@ -240,17 +302,24 @@ def run(model, *, n_nodes: int = 16, count: int = 256, depth_cap: int | None = 6
     tb = sample_batch(model, n_nodes, count, seed=seed, depth_cap=depth_cap)
     steps = n_steps or default_steps(tb, extra=1, cap=10)
     g = gather(model, tb, n_steps=steps, mode=mode, batch_size=batch_size, progress=progress)
-    curves = probe_curves(g, tasks, C=C, seed=seed, progress=progress)
-    transfer = transfer_matrix(g, "value@rhs", C=C, seed=seed) if "value@rhs" in curves else None
-    results = {"points": g.points, "steps": list(range(steps)), "mode": mode,
-               "tasks": {name: c.to_dict() for name, c in curves.items()},
+    curves = probe_curves(g, tasks, probe=probe, seed=seed, progress=progress)
+    transfer = transfer_matrix(g, "value@rhs", probe=probe, seed=seed) if "value@rhs" in curves else None
+    tasks_out = {name: c.to_dict() for name, c in curves.items()}
+    if random_baseline:
+        g0 = gather(random_init(model, seed), tb, n_steps=steps, mode=mode, batch_size=batch_size, progress=progress)
+        for name, c in probe_curves(g0, tasks, probe=probe, seed=seed, progress=progress).items():
+            tasks_out[name]["random_init"] = c.accuracy
+    results = {"points": g.points, "steps": list(range(steps)), "mode": mode, "probe": LinearProbe(**(probe or {})).get_params(),
+               "tasks": tasks_out,
                "transfer": None if transfer is None else {"task": "value@rhs", "point": g.points[-1], "matrix": transfer}}
     summary = {}
-    for name, c in curves.items():
-        last = c.accuracy[:, -1]
-        t = int(np.nanargmax(last)) if np.isfinite(last).any() else 0
-        summary[f"{name} best acc (last point)"] = float(last[t]) if np.isfinite(last).any() else None
-        summary[f"{name} selectivity there"] = float(c.selectivity[t, -1]) if np.isfinite(last).any() else None
+    for name, c in curves.items():  # means over steps after the last layer
+        summary[f"{name} acc"] = float(np.nanmean(c.accuracy[:, -1]))
+        summary[f"{name} majority"] = float(np.nanmean(c.majority))
+        if "random_init" in tasks_out[name]:
+            summary[f"{name} random-init acc"] = float(np.nanmean(tasks_out[name]["random_init"][:, -1]))
+        for kind, sel in c.selectivity.items():
+            summary[f"{name} selectivity ({kind})"] = float(np.nanmean(sel[:, -1]))
     return results, summary
 
 
@@ -260,16 +329,21 @@ def figures(result: dict) -> list:
 
     r = result["results"]
     points, steps, tasks = r["points"], r["steps"], r["tasks"]
-    heat = lambda key, lo, hi: [Heatmap(name, d[key], points, steps, "residual point", "step", lo, hi)  # noqa: E731
-                                for name, d in tasks.items()]
-    figs = [Figure("accuracy", "Probe accuracy on held-out graphs (step x residual point)", heat("accuracy", 0, 1), cols=4),
-            Figure("selectivity", "Selectivity = task - control accuracy", heat("selectivity", -0.2, 1), cols=4)]
+    heat = lambda pick, lo, hi: [Heatmap(name, pick(d), points, steps, "residual point", "step", lo, hi)  # noqa: E731
+                                 for name, d in tasks.items()]
+    figs = [Figure("accuracy", "Probe accuracy on held-out graphs (step x residual point)",
+                   heat(lambda d: d["accuracy"], 0, 1), cols=4)]
+    for kind in CONTROLS:
+        figs.append(Figure(f"selectivity_{kind}", f"Selectivity = task - control accuracy (control: {kind})",
+                           heat(lambda d: d["selectivity"][kind], -1, 1), cols=4))
     curves = []
     for name, d in tasks.items():
-        series = {"task": [row[-1] for row in d["accuracy"]], "control": [row[-1] for row in d["control"]],
-                  "majority": d["majority"]}
+        series = {"task": [row[-1] for row in d["accuracy"]], "majority": d["majority"],
+                  **{f"control ({k})": [row[-1] for row in d["control"][k]] for k in CONTROLS}}
+        if "random_init" in d:
+            series["random-init model"] = [row[-1] for row in d["random_init"]]
         curves.append(Lines(f"{name} at {points[-1]}", steps, series, "step", "accuracy", 0, 1,
-                            dashed=("control", "majority")))
+                            dashed=("majority", "random-init model", *(f"control ({k})" for k in CONTROLS))))
     figs.append(Figure("curves", "Probe accuracy after the last layer, by step (dashed: control, majority)", curves, cols=4))
     if "value@rhs" in tasks:
         bd = tasks["value@rhs"]["by_depth"]
@@ -283,5 +357,5 @@ def figures(result: dict) -> list:
     return figs
 
 
-__all__ = ["TASKS", "LinearProbe", "graph_split", "control_labels", "TaskData", "task_data", "ProbeCurves",
-           "probe_curves", "transfer_matrix", "run", "figures"]
+__all__ = ["TASKS", "CONTROLS", "PROBE_KINDS", "LinearProbe", "graph_split", "shuffled_labels", "control_labels",
+           "TaskData", "task_data", "ProbeCurves", "probe_curves", "transfer_matrix", "random_init", "run", "figures"]

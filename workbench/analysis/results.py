@@ -9,7 +9,8 @@ figure and ``<analysis>.html`` with all of them (interactive). The JSON envelope
       "analysis": "probes" | "lens" | "routing" | "attribution" | "mlp" | "codebook" | "correction" | "patching",
       "title": str,
       "model": {"name", "path", "n_layers", "n_heads", "d_model", "modulus", "mechanisms",
-                "training": {"steps", "total_steps", "finished", "phase"}},
+                "training": {"steps", "total_steps", "finished", "phase", "phase_info": {"fan_in", "nodes",
+                             "modulus"} | null, "phases": [names]}},
       "params": {...},          # every option of the run, the seed included: rerunning them gives the same results
       "runtime_s": float,
       "summary": {name: number or str},   # headline numbers (the results page reads these)
@@ -64,11 +65,15 @@ def model_summary(model) -> dict:
     """What the results page needs to know about a model: name, size, mechanisms, how far it trained."""
     meta = getattr(model, "meta", {}) or {}
     training = meta.get("training", {}) or {}
+    phases = (training.get("config") or {}).get("phases") or []
+    phase = next((p for p in phases if p.get("name") == training.get("last_phase")), None)
     return {"name": meta.get("name", "unnamed"), "path": meta.get("path"), "n_layers": model.cfg.n_layers,
             "n_heads": model.cfg.n_heads, "d_model": model.cfg.d_model, "modulus": model.task.modulus,
             "mechanisms": model.cfg.mechanisms,
             "training": {"steps": training.get("steps"), "total_steps": training.get("total_steps"),
-                         "finished": training.get("finished"), "phase": training.get("last_phase")}}
+                         "finished": training.get("finished"), "phase": training.get("last_phase"),
+                         "phase_info": None if phase is None else {k: phase.get(k) for k in ("fan_in", "nodes", "modulus")},
+                         "phases": [p.get("name") for p in phases]}}
 
 
 def make_result(analysis: str, title: str, model, params: dict, results: dict, summary: dict,
@@ -131,8 +136,12 @@ def load_result(path: str | Path) -> dict:
 
 
 def as_array(x: Any) -> np.ndarray:
-    """A nested list from a result (None for missing) as a float array with NaN."""
-    return np.array(jsonable(x) if not isinstance(x, list) else x, dtype=float) if x is not None else np.array([])
+    """A nested list from a result (None for missing) as a float array with NaN.
+
+    >>> as_array([[1, None], [2, 3]]).tolist()
+    [[1.0, nan], [2.0, 3.0]]
+    """
+    return np.array(x, dtype=float)
 
 
 __all__ = ["SCHEMA", "jsonable", "model_summary", "make_result", "output_dir", "save_result", "load_result", "as_array"]

@@ -20,9 +20,10 @@ MODEL_HELP = "model name in models/ (e.g. default) or path to a model folder"
 
 
 def analysis_command(analysis: str, title: str) -> Callable:
-    """Decorate ``fn(model, *, seed, progress, **options) -> (results, summary, params)`` into a click command.
+    """Decorate ``fn(model, *, seed, progress, **options) -> (results, summary)`` into a click command.
 
-    Adds ``--model``, ``--out``, ``--seed``, ``--threads``, ``--quiet`` and ``--no-plots``.
+    Adds ``--model``, ``--out``, ``--seed``, ``--threads``, ``--quiet`` and ``--no-plots``; the script's
+    own options are recorded as the result's ``params``. The command returns the JSON's path.
     """
     def wrap(fn: Callable) -> click.Command:
         @click.option("--model", "model_name", default="default", show_default=True, help=MODEL_HELP)
@@ -34,6 +35,7 @@ def analysis_command(analysis: str, title: str) -> Callable:
         @functools.wraps(fn)
         def command(model_name: str, out: str | None, seed: int, threads: int, quiet: bool, no_plots: bool, **options):
             import torch
+            from threadpoolctl import threadpool_limits
 
             from workbench.analysis.results import make_result, output_dir, save_result
             from workbench.model.checkpoint import load_model
@@ -43,9 +45,10 @@ def analysis_command(analysis: str, title: str) -> Callable:
             model = load_model(model_name)
             folder = output_dir(model, out)
             start = time.perf_counter()
-            results, summary, params = fn(model, seed=seed, progress=not quiet, **options)
+            with threadpool_limits(limits=threads):  # BLAS threads fight torch's on a busy machine (10x slower)
+                results, summary = fn(model, seed=seed, progress=not quiet, **options)
             runtime = time.perf_counter() - start
-            result = make_result(analysis, title, model, {"model": model_name, "seed": seed, **params}, results,
+            result = make_result(analysis, title, model, {"model": model_name, "seed": seed, **options}, results,
                                  summary, runtime)
             path = save_result(result, folder, plots=not no_plots)
             click.echo(f"{analysis}: {runtime:.1f} s; " + "; ".join(f"{k} = {v}" for k, v in result["summary"].items()))
@@ -60,7 +63,7 @@ def analysis_command(analysis: str, title: str) -> Callable:
 def main(command: click.Command, argv: list[str] | None = None) -> None:
     """Run ``command``; user errors become one line on stderr and exit code 2."""
     try:
-        command.main(args=argv, prog_name=command.name, standalone_mode=False)
+        command.main(args=argv, prog_name=f"{command.name}.py", standalone_mode=False)
     except WorkbenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -205,7 +205,7 @@ def save_png(fig: Figure, path: str | Path) -> None:
         ax.set_xlabel(p.xlabel, fontsize=8)
         ax.set_ylabel(p.ylabel, fontsize=8)
     mfig.suptitle(fig.title, fontsize=11)
-    mfig.tight_layout()
+    mfig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.9 * fig.rows)))
     mfig.savefig(path)
     plt.close(mfig)
 

@@ -40,21 +40,28 @@ def _parent_marks(run: RunView, nodes: list[int]) -> tuple[list, list, list, lis
     return ox, oy, px, py
 
 
+def position_labels(run: RunView, state: int) -> list[str]:
+    """One unique label per position, ``"17 total=12"``: the position and its token in ``state``."""
+    return [f"{p} {label}" for p, label in enumerate(run.token_labels(state))]
+
+
 def pattern_figure(rows: np.ndarray, run: RunView, *, state: int, layer: int, head: int) -> go.Figure:
-    """One head's attention at the step reading ``state``: rows [node, pos], one row per node, parents overlaid."""
-    labels = run.token_labels(state)
+    """One head's attention at the step reading ``state``: rows [node, pos], one row per node, parents overlaid.
+
+    The axes are categorical (node names, ``"pos token"`` labels), so hover shows both without per-cell text.
+    """
+    xs = position_labels(run, state)
     nodes = list(range(run.n_nodes))
     ox, oy, px, py = _parent_marks(run, nodes)
+    names = run.names
     fig = go.Figure([
-        go.Heatmap(z=rows.astype(np.float32), x=list(range(rows.shape[1])), y=nodes, colorscale="Blues", zmin=0, zmax=1,
-                   name="attention", customdata=np.broadcast_to(np.array(labels, dtype=object), rows.shape),
-                   text=np.broadcast_to(np.array(run.names, dtype=object)[:, None], rows.shape),
-                   hovertemplate="%{text} reads pos %{x} (%{customdata}): %{z:.3f}<extra></extra>",
-                   colorbar={"title": "attn", "thickness": 12}),
-        go.Scatter(x=ox, y=oy, mode="markers", name="own operand tokens", hoverinfo="skip",
-                   marker={"symbol": "x-thin", "size": 7, "color": "#ff7f0e", "line": {"width": 1.5, "color": "#ff7f0e"}}),
-        go.Scatter(x=px, y=py, mode="markers", name="parents' defining positions", hoverinfo="skip",
-                   marker={"symbol": "circle-open", "size": 8, "color": "#d62728", "line": {"width": 1.5}}),
+        go.Heatmap(z=rows.astype(np.float32), x=xs, y=names, colorscale="Blues", zmin=0, zmax=1, name="attention",
+                   hovertemplate="%{y} reads %{x}: %{z:.3f}<extra></extra>", colorbar={"title": "attn", "thickness": 12}),
+        go.Scatter(x=[xs[p] for p in ox], y=[names[n] for n in oy], mode="markers", name="own operand tokens",
+                   hoverinfo="skip", marker={"symbol": "x-thin", "size": 7, "color": "#ff7f0e",
+                                             "line": {"width": 1.5, "color": "#ff7f0e"}}),
+        go.Scatter(x=[xs[p] for p in px], y=[names[n] for n in py], mode="markers", name="parents' defining positions",
+                   hoverinfo="skip", marker={"symbol": "circle-open", "size": 8, "color": "#d62728", "line": {"width": 1.5}}),
     ])
     short = run.length <= 80
     fig.update_layout(
@@ -62,11 +69,8 @@ def pattern_figure(rows: np.ndarray, run: RunView, *, state: int, layer: int, he
                "font": {"size": 14}},
         template="plotly_white", height=int(min(900, max(320, 100 + 12 * run.n_nodes))),
         margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-        xaxis={"title": "key position", "tickmode": "array" if short else "auto",
-               "tickvals": list(range(run.length)) if short else None, "ticktext": labels if short else None,
-               "tickangle": -60, "tickfont": {"size": 9}},
-        yaxis={"autorange": "reversed", "tickmode": "array", "tickvals": nodes, "ticktext": run.names,
-               "showticklabels": run.n_nodes <= 64, "tickfont": {"size": 9}},
+        xaxis={"title": "key position", "type": "category", "showticklabels": short, "tickangle": -60, "tickfont": {"size": 9}},
+        yaxis={"type": "category", "autorange": "reversed", "showticklabels": run.n_nodes <= 64, "tickfont": {"size": 9}},
         clickmode="event")
     return fig
 
@@ -106,27 +110,49 @@ def roles_figure(run: RunView) -> go.Figure:
     return fig
 
 
-def heads_grid_figure(patterns: np.ndarray, *, state: int) -> go.Figure:
-    """Every head at once (layers down, heads across): thumbnails of [node, pos] patterns, sent as PNG images."""
-    import plotly.express as px
+def _png(img: np.ndarray) -> str:
+    """A grey-scale uint8 image [rows, cols] as a PNG data URI."""
+    import base64
+    import io
 
-    n_layers, n_heads = patterns.shape[:2]
-    fig = make_subplots(n_layers, n_heads, subplot_titles=[head_label(l, h) for l in range(n_layers) for h in range(n_heads)],
-                        horizontal_spacing=0.01, vertical_spacing=0.08)
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img, mode="L").save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def heads_grid_figure(patterns: np.ndarray, *, state: int, max_columns: int = 320) -> go.Figure:
+    """Every head at once (layers down, heads across): thumbnails of [node, pos] patterns, sent as PNG images.
+
+    Long sequences are max-pooled to ``max_columns`` columns, so a sharp attention peak stays visible.
+    """
+    n_layers, n_heads, n_rows, n_cols = patterns.shape
+    if n_cols > max_columns:
+        edges = np.linspace(0, n_cols, max_columns + 1).astype(int)[:-1]
+        patterns = np.maximum.reduceat(patterns, edges, axis=-1)
+    width = patterns.shape[-1]
+    imgs = (255 * (1 - np.sqrt(np.clip(patterns, 0, 1)))).astype(np.uint8)  # sqrt: faint heads stay visible
+    data, layout, notes = [], {}, []
+    gap_x, gap_y = 0.01, 0.12 / max(n_layers, 1)
     for l in range(n_layers):
         for h in range(n_heads):
-            img = (255 * (1 - np.clip(patterns[l, h], 0, 1) ** 0.5)).astype(np.uint8)  # sqrt: faint heads stay visible
-            image = px.imshow(img, binary_string=True, zmin=0, zmax=255).data[0]
-            image.dy = max(1.0, img.shape[1] / max(img.shape[0], 1))  # stretch the rows: a square thumbnail
-            image.hovertemplate = f"{head_label(l, h)}<extra></extra>"
-            fig.add_trace(image, l + 1, h + 1)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    fig.update_annotations(font_size=10)
-    fig.update_layout(title={"text": f"Every head at the step reading state {state} (darker = more attention; click one)",
-                             "font": {"size": 14}}, template="plotly_white", height=90 + 120 * n_layers,
-                      margin={"l": 10, "r": 10, "t": 60, "b": 10}, clickmode="event")
-    return fig
+            k = l * n_heads + h
+            sfx = "" if k == 0 else str(k + 1)
+            x0 = h / n_heads + gap_x / 2
+            x1 = (h + 1) / n_heads - gap_x / 2
+            y1 = 1 - l / n_layers - gap_y
+            y0 = 1 - (l + 1) / n_layers + gap_y / 4
+            data.append({"type": "image", "source": _png(imgs[l, h]), "xaxis": f"x{sfx}", "yaxis": f"y{sfx}",
+                         "dx": 1, "dy": width / max(n_rows, 1), "hovertemplate": f"{head_label(l, h)}<extra></extra>"})
+            layout[f"xaxis{sfx}"] = {"domain": [x0, x1], "anchor": f"y{sfx}", "visible": False}
+            layout[f"yaxis{sfx}"] = {"domain": [y0, y1], "anchor": f"x{sfx}", "visible": False, "autorange": "reversed"}
+            notes.append({"text": head_label(l, h), "x": (x0 + x1) / 2, "y": y1, "xref": "paper", "yref": "paper",
+                          "showarrow": False, "yanchor": "bottom", "font": {"size": 10}})
+    layout.update(title={"text": f"Every head at the step reading state {state} (darker = more attention; click one)",
+                         "font": {"size": 14}}, template="plotly_white", height=90 + 120 * n_layers,
+                  margin={"l": 10, "r": 10, "t": 60, "b": 10}, clickmode="event", annotations=notes)
+    return go.Figure({"data": data, "layout": layout})
 
 
 def node_attention_figure(rows: np.ndarray, run: RunView, *, node: int, state: int) -> go.Figure:
@@ -157,4 +183,4 @@ def node_attention_figure(rows: np.ndarray, run: RunView, *, node: int, state: i
     return fig
 
 
-__all__ = ["head_label", "pattern_figure", "scores_figure", "roles_figure", "heads_grid_figure", "node_attention_figure"]
+__all__ = ["head_label", "position_labels", "pattern_figure", "scores_figure", "roles_figure", "heads_grid_figure", "node_attention_figure"]

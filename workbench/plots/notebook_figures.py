@@ -69,12 +69,12 @@ def cell_classes(traj: Trajectory, b: int, empty: int) -> np.ndarray:
 
 
 def state_grid(traj: Trajectory, b: int = 0, *, names: Sequence[str] | None = None, empty: int | None = None,
-               mark: np.ndarray | None = None, title: str | None = None) -> go.Figure:
+               mark: tuple[np.ndarray, int] | None = None, title: str | None = None) -> go.Figure:
     """Graph ``b``'s node values at every step: rows are nodes (model order), columns the states.
 
-    Cells are coloured not written / wrong / right and print the value; a dot marks a value that step
-    changed. ``mark = (mask [node] bool, step)`` (e.g. an injection's mask and step) draws an X on those
-    nodes in the column of the state that ``step`` read.
+    Cells are coloured not written / wrong / right and print the value; a dot in a cell's corner marks
+    a value that the step changed. ``mark = (mask [node] bool, step)`` (e.g. an injection's mask and
+    step) outlines those nodes' cells in the column of the state that ``step`` read.
 
     >>> from workbench.model.config import ModelConfig
     >>> from workbench.model.looped import LoopedModel
@@ -82,7 +82,7 @@ def state_grid(traj: Trajectory, b: int = 0, *, names: Sequence[str] | None = No
     >>> from workbench.hooks.interventions import trajectory
     >>> model = LoopedModel(ModelConfig(n_layers=1, n_heads=2, d_model=16), TaskConfig(n_names=8))
     >>> fig = state_grid(trajectory(model, "a = 3\\nb = a + a", n_steps=2), names=["a", "b"])
-    >>> fig.data[0].y
+    >>> fig.layout.yaxis.ticktext
     ('a (d0)', 'b (d1)')
     """
     empty = traj.tokens.vocab.empty if empty is None else empty
@@ -95,30 +95,34 @@ def state_grid(traj: Trajectory, b: int = 0, *, names: Sequence[str] | None = No
     values = traj.values[:, b, :n].T.numpy()
     text = np.where(values == empty, "·", values.astype(str))
     truth = traj.truth[b, :n].tolist()
-    hover = [[f"{rows[i]} at {cols[j]}: {text[i, j]} (true {truth[i]})" for j in range(len(cols))] for i in range(n)]
+    hover = [[f"{rows[i]}, {'input' if j == 0 else f'after step {j - 1}'}: {text[i, j]} (true {truth[i]})"
+              for j in range(len(cols))] for i in range(n)]
     scale = []
     for k, (_, colour, _) in enumerate(_CLASS_COLOURS):
         scale += [[k / 3, colour], [(k + 1) / 3, colour]]
-    fig = go.Figure(go.Heatmap(z=classes, x=cols, y=rows, text=text, texttemplate="%{text}", hovertext=hover,
-                               hoverinfo="text", colorscale=scale, zmin=-0.5, zmax=2.5, showscale=False, xgap=1, ygap=1))
-    changed = traj.changed[:, b, :n].numpy()  # [step, node]
-    t_idx, n_idx = np.nonzero(changed)
-    fig.add_trace(go.Scatter(x=[cols[t + 1] for t in t_idx], y=[rows[i] for i in n_idx], mode="markers",
-                             marker={"symbol": "circle", "size": 5, "color": "black"}, name="changed by this step",
-                             hoverinfo="skip"))
-    if mark is not None:
-        mask, step = mark
-        hit = np.flatnonzero(np.asarray(mask)[:n])
-        fig.add_trace(go.Scatter(x=[cols[step]] * len(hit), y=[rows[i] for i in hit], mode="markers",
-                                 marker={"symbol": "x-thin-open", "size": 16, "color": "black", "line": {"width": 2}},
-                                 name="injected error", hoverinfo="skip"))
+    fig = go.Figure(go.Heatmap(z=classes, x=list(range(len(cols))), y=list(range(n)), text=text, texttemplate="%{text}",
+                               hovertext=hover, hoverinfo="text", colorscale=scale, zmin=-0.5, zmax=2.5,
+                               showscale=False, xgap=2, ygap=2, showlegend=False))
     for k, colour, label in _CLASS_COLOURS:  # legend entries for the cell colours
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=label,
                                  marker={"symbol": "square", "size": 12, "color": colour}))
-    fig.update_yaxes(autorange="reversed", title="node (model order, depth)")
-    fig.update_xaxes(title="state after step t (input = what step 0 reads)", type="category")
-    fig.update_layout(title=title or "Node values at every step", template=_TEMPLATE, height=120 + 22 * n,
-                      legend={"orientation": "h", "y": -0.25 if n > 6 else -0.6})
+    t_idx, n_idx = np.nonzero(traj.changed[:, b, :n].numpy())  # [step, node]
+    fig.add_trace(go.Scatter(x=t_idx + 1 + 0.36, y=n_idx - 0.28, mode="markers", name="changed by this step",
+                             marker={"symbol": "circle", "size": 5, "color": "black"}, hoverinfo="skip"))
+    if mark is not None:
+        mask, step = mark
+        hit = np.flatnonzero(np.asarray(mask)[:n])
+        for i in hit:
+            fig.add_shape(type="rect", x0=step - 0.5, x1=step + 0.5, y0=i - 0.5, y1=i + 0.5,
+                          line={"color": "black", "width": 3})
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="injected error",
+                                 marker={"symbol": "square-open", "size": 12, "color": "black", "line": {"width": 3}}))
+    fig.update_yaxes(autorange="reversed", title="node (model order, depth)", tickvals=list(range(n)), ticktext=rows,
+                     showgrid=False, zeroline=False)
+    fig.update_xaxes(title="state after step t (input: what step 0 reads)", tickvals=list(range(len(cols))),
+                     ticktext=cols, showgrid=False, zeroline=False, range=[-0.5, len(cols) - 0.5])
+    fig.update_layout(title=title or "Node values at every step", template=_TEMPLATE, height=150 + 30 * n,
+                      width=max(560, 260 + 60 * len(cols)), plot_bgcolor="white")
     return fig
 
 
@@ -214,7 +218,7 @@ def routing_figure(scores: Mapping[str, np.ndarray], *, baseline: Mapping[str, n
         hover = [[f"{rows[r]}, step {t}: {z[r, t]:.2f}" + ("" if base is None else f" (uniform: {base[t]:.2f})")
                   for t in range(n_steps)] for r in range(len(rows))]
         fig.add_trace(go.Heatmap(z=z, x=list(range(n_steps)), y=rows, zmin=0, zmax=1, colorscale="Viridis",
-                                 text=np.round(z, 2), texttemplate="%{text}", hovertext=hover, hoverinfo="text",
+                                 texttemplate="%{z:.2f}", hovertext=hover, hoverinfo="text",
                                  showscale=i == len(labels) - 1), row=1, col=i + 1)
         fig.update_xaxes(title_text="step", dtick=1, row=1, col=i + 1)
     fig.update_yaxes(autorange="reversed")

@@ -1,0 +1,207 @@
+"""The app's server side without a browser: limits and messages, one run per key, sessions that never mix,
+injection reports (a guaranteed repair through a stand-in perfect model), figure builders on real runs."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import app_state as S
+from workbench.errors import WorkbenchError
+from workbench.run_view import parent_attention
+
+pytestmark = pytest.mark.xdist_group("app")
+
+SMALL = "a = 3\nb = 4\nc = a + b\nd = c + a\ne = d"
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    S.clear_caches()
+    yield
+    S.clear_caches()
+
+
+def test_a_bad_line_is_reported_with_its_number():
+    with pytest.raises(WorkbenchError, match=r"^line 2: 'c' is used but never defined"):
+        S.make_key("default", "a = 3\nb = a + c")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "the problem is empty"),
+    ("x" * (S.MAX_TEXT_CHARS + 1), f"at most {S.MAX_TEXT_CHARS}"),
+    ("\n" * S.MAX_LINES + "a = 1", f"at most {S.MAX_LINES}"),
+    ("\n".join(f"v{i} = 1" for i in range(S.MAX_NODES + 1)), "variables"),
+])
+def test_inputs_have_limits_with_clear_messages(text, message):
+    with pytest.raises(WorkbenchError, match=message):
+        S.make_key("default", text)
+
+
+@pytest.mark.parametrize("n, seed, message", [(129, 0, "from 7 to 128"), (6, 0, "from 7 to 128"), (16.5, 0, "whole number"),
+                                              (16, -1, "seed must be")])
+def test_generation_checks_size_and_seed(n, seed, message):
+    with pytest.raises(WorkbenchError, match=message):
+        S.generate_problem("default", n, seed)
+
+
+def test_an_unknown_model_is_a_one_line_error():
+    with pytest.raises(WorkbenchError, match="unknown model 'nope'"):
+        S.make_key("nope", SMALL)
+    with pytest.raises(WorkbenchError, match="unknown model"):
+        S.model_task("../default")
+
+
+def test_store_data_from_a_browser_is_checked():
+    with pytest.raises(WorkbenchError, match="no problem loaded"):
+        S.RunKey.from_json(None)
+    with pytest.raises(WorkbenchError, match="seed"):
+        S.RunKey.from_json({"model": "default", "text": SMALL, "seed": "x"})
+
+
+def test_a_run_is_computed_once_and_then_served_from_the_cache(monkeypatch):
+    from workbench.hooks import interventions
+
+    calls = []
+    real = interventions.trajectory
+    monkeypatch.setattr(interventions, "trajectory", lambda *a, **k: calls.append(1) or real(*a, **k))
+    key = S.make_key("default", SMALL)
+    run = S.get_run(key)
+    assert S.get_run(S.make_key("default", "e = d\n" + SMALL.replace("\ne = d", ""))) is run  # same canonical text
+    assert len(calls) == 1
+    assert run.names == ["a", "b", "c", "d", "e"] and run.truth.tolist() == [3, 4, 7, 10, 10]
+    assert run.values.shape == (run.n_steps + 1, 5) and (run.values[0] == run.vocab.empty).all()
+    assert run.copy.shape == (run.n_steps, run.n_layers, run.n_heads, 5)
+    assert ((run.copy >= 0) & (run.copy + run.lookup <= 1 + 1e-5)).all()
+
+
+def test_step_patterns_reproduce_the_run_and_are_distributions():
+    key = S.make_key("default", SMALL)
+    run = S.get_run(key)
+    for t in range(run.n_steps):
+        p = S.step_patterns(key, t)  # [layer, head, node, pos]
+        assert p.shape == (run.n_layers, run.n_heads, 5, run.length)
+        np.testing.assert_allclose(p.sum(-1), 1, atol=1e-4)
+        copy, lookup = parent_attention(p[0], run.rhs_pos, run.operand_pos, run.parents)
+        np.testing.assert_allclose(copy, run.copy[t, 0], atol=1e-4)  # the recomputed step equals the run's
+        np.testing.assert_allclose(lookup, run.lookup[t, 0], atol=1e-4)
+
+
+def test_sessions_running_at_once_get_their_own_results():
+    """Eight threads, four problems, two models: every result equals the one computed alone."""
+    texts = [S.generate_problem("default", n, seed) for n, seed in ((8, 1), (12, 2), (16, 3), (20, 4))]
+    keys = [S.make_key(m, t) for t in texts for m in ("default", "tiny")]
+    alone = {k: S.get_run(k).values.copy() for k in keys}
+    S.clear_caches()
+    got, errors = {}, []
+
+    def session(k):
+        try:
+            got[k] = S.get_run(k).values.copy()
+            S.step_patterns(k, 1)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(k,)) for k in keys]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    for k in keys:
+        np.testing.assert_array_equal(got[k], alone[k])
+
+
+def test_an_injection_report_names_the_step_value_and_outcome():
+    key = S.make_key("default", SMALL)
+    view = S.injection(key, 1, 0, 9)
+    assert view.corrupted[1, 0] == 9 and view.value == 9 and view.true_value == 3
+    text = " ".join(view.report())
+    assert "wrote a := 9 into state 1" in text and "Repaired:" in text and "true value 3" in text
+    with pytest.raises(WorkbenchError, match="value must be 0..22"):
+        S.injection(key, 1, 0, 99)
+    with pytest.raises(WorkbenchError, match="step must be"):
+        S.injection(key, 999, 0, 1)
+
+
+def test_a_perfect_stand_in_model_is_reported_as_repaired():
+    """Hooks make every step write the teacher state: the injected error is gone one step later."""
+    from workbench.hooks import hook_name, hooked
+    from workbench.hooks.interventions import trajectory
+    from workbench.hooks.names import sites_filter, step_of
+    from workbench.model.config import ModelConfig
+    from workbench.model.looped import LoopedModel
+    from workbench.task.config import TaskConfig
+    from workbench.task.vocab import F_VALUE
+
+    torch.manual_seed(0)
+    hm = hooked(LoopedModel(ModelConfig(n_layers=1, n_heads=2, d_model=16), TaskConfig(n_names=8)), n_steps=12)
+    tb = hm.to_token_batch(SMALL)
+    teach = (sites_filter("hook_bottleneck"), lambda new, hook: torch.from_numpy(tb.state(step_of(hook.name))).long())
+
+    def overwrite(state, hook):
+        state = state.clone()
+        state[0, tb.rhs_pos[0, 2], F_VALUE] = 1  # c := 1 (true 7) in state 2
+        return state
+
+    clean = trajectory(hm, tb, fwd_hooks=[teach])
+    corrupted = trajectory(hm, tb, fwd_hooks=[teach, (hook_name(2, "hook_state"), overwrite)])
+    view = S.InjectionView("perfect", 2, 2, "c", ["a", "b", "c", "d", "e"], 1, clean.truth[0].numpy(),
+                           clean.values[:, 0].numpy(), corrupted.values[:, 0].numpy(), hm.vocab)
+    assert view.repaired and view.repair_state == 3 and view.recovered and view.same_as_clean
+    report = " ".join(view.report())
+    assert "Repaired: yes, c holds 7 again from state 3 (1 step after the injection)" in report
+    assert "5/5 nodes right (solved)" in report
+
+
+def test_figures_build_for_a_real_run():
+    from workbench.plots.attention import heads_grid_figure, node_attention_figure, pattern_figure, roles_figure, scores_figure
+    from workbench.plots.codebook import changes_figure, entropy_figure, transition_figure, usage_figure
+    from workbench.plots.corruption import events_figure, injection_figure
+    from workbench.plots.run import dag_figure, dag_state
+
+    key = S.make_key("default", S.generate_problem("default", 24, 5))
+    run = S.get_run(key)
+    p = S.step_patterns(key, 1)
+    figs = [dag_figure(run, 1, selected=10), pattern_figure(p[0, 0], run, state=1, layer=0, head=0),
+            scores_figure(*run.head_scores(1), title="t"), roles_figure(run), heads_grid_figure(p, state=1),
+            node_attention_figure(p[:, :, 10], run, node=10, state=1), usage_figure(run, factor=3, state=1),
+            transition_figure(run, factor=0, state=1), entropy_figure(run), changes_figure(run),
+            events_figure(run, state=1), injection_figure(S.injection(key, 1, 3))]
+    assert all(f.to_plotly_json()["data"] for f in figs)
+    now = dag_state(run, 0)
+    assert set(now["color"]) == {"#c8c8c8"} and now["title"].startswith("State 0 of")
+
+
+def test_saved_evaluations_and_probe_results_are_read_per_model():
+    curves = S.model_evaluations()
+    assert curves["tiny"][0]["n_nodes"] == 8
+    assert any(label.startswith("default") for label in curves)
+    assert S.probe_results("default") == []
+    (name, data), = S.probe_results("tiny")
+    assert name == "lens.json" and data["title"] == "A saved lens result"
+
+
+@pytest.mark.parametrize("cfg", [{"latent": "continuous"}, {"recurrence": "feedforward"}], ids=["continuous", "one-pass"])
+def test_other_mechanisms_run_and_show_patterns(cfg, tmp_path, monkeypatch):
+    """A continuous latent recomputes a step's patterns from the input; a one-pass model has step 0 only."""
+    from workbench.model.checkpoint import save_model
+    from workbench.model.config import ModelConfig
+    from workbench.model.looped import LoopedModel
+    from workbench.task.config import TaskConfig
+
+    torch.manual_seed(0)
+    model = LoopedModel(ModelConfig(n_layers=1, n_heads=2, d_model=16, d_mlp=32, rel_window=8, **cfg), TaskConfig(n_names=16))
+    save_model(model, tmp_path / "other")
+    monkeypatch.setenv("WORKBENCH_MODELS", str(tmp_path))
+    key = S.make_key("other", SMALL)
+    run = S.get_run(key)
+    last = S.pattern_state(run, run.n_steps)
+    assert last == (run.n_steps - 1 if run.looped else 0)
+    p = S.step_patterns(key, run.n_steps)
+    np.testing.assert_allclose(p.sum(-1), 1, atol=1e-4)
+    copy, _ = parent_attention(p[0], run.rhs_pos, run.operand_pos, run.parents)
+    np.testing.assert_allclose(copy, run.copy[last, 0], atol=1e-4)

@@ -1,0 +1,142 @@
+"""The app in a real headless Chromium (Playwright, Debian's /usr/bin/chromium): every page, a problem typed
+with a mistake and then fixed, scrubbing and playing the steps, an injected error and its report, a node
+clicked on the attention page, and two sessions at once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.xdist_group("app")
+expect.set_options(timeout=30_000)  # the machine may be busy (training runs beside the tests)
+
+SMALL = "price = 17\ntax = 9\ntotal = price + tax\nshipping = total"
+PAGES = {  # nav link -> (url path, text the page shows once its callbacks ran)
+    "attention": ("/attention", ("#attention-pattern .gtitle", "L0H0 at the step reading state")),
+    "codebook": ("/codebook", ("#codebook-usage .gtitle", "value codes in use per state")),
+    "errors": ("/errors", ("#errors-events .gtitle", "Events of this run")),
+    "probes": ("/probes", ("#probes-results", "No probe results for model default yet")),
+    "generalization": ("/generalization", ("#generalization-figure .gtitle", "Generalization")),
+    "problem": ("/", ("#problem-dag .gtitle", "State")),
+}
+
+
+def open_app(page: Page, url: str, path: str = "/") -> None:
+    """Open the app and wait until the page has shown its session's problem (before typing over it)."""
+    page.goto(url + path)
+    expect(page.locator("#run-info")).to_contain_text("nodes")
+    if path == "/":
+        expect(page.locator("#problem-text")).not_to_have_value("")
+
+
+def run_problem(page: Page, text: str) -> None:
+    page.locator("#problem-text").fill(text)
+    page.locator("#problem-submit").click()
+
+
+def test_every_page_loads_from_the_navigation(page: Page, server_url):
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(page, server_url)
+    expect(page.locator("#problem-dag .gtitle")).to_contain_text("State 5 of 5")
+    for link, (path, (selector, text)) in PAGES.items():
+        page.locator(f"#nav-{link}").click()
+        expect(page).to_have_url(re.compile(re.escape(path) + "$"))
+        expect(page.locator(selector)).to_contain_text(text)
+    assert not errors
+    assert "Traceback" not in page.content()
+
+
+def test_a_typed_problem_shows_errors_inline_then_runs(page: Page, server_url):
+    open_app(page, server_url)
+    run_problem(page, "price = 17\ntotal = price + tax")
+    expect(page.locator("#problem-message")).to_contain_text("line 2: 'tax' is used but never defined")
+    page.locator("#problem-size").fill("500")
+    page.locator("#problem-generate").click()
+    expect(page.locator("#problem-message")).to_contain_text("from 7 to 128")
+    run_problem(page, SMALL)
+    expect(page.locator("#run-info")).to_contain_text("4 nodes, depth 2")
+    expect(page.locator("#problem-tokens")).to_contain_text("total")
+    expect(page.locator("#problem-text")).to_have_value(re.compile(r"^price = 17\ntax = 9\ntotal = price \+ tax"))
+
+
+def test_scrubbing_and_playing_walk_through_the_states(page: Page, server_url):
+    open_app(page, server_url)
+    run_problem(page, SMALL)
+    expect(page.locator("#run-info")).to_contain_text("4 nodes")
+    expect(page.locator("#problem-tokens")).to_contain_text("shipping")  # the new run is drawn (same response)
+    title = page.locator("#problem-dag .gtitle")
+    expect(title).to_contain_text(re.compile(r"State (\d+) of \1"))
+    last = int(re.search(r"of (\d+)", title.text_content()).group(1))
+    for k in range(last - 1, -1, -1):  # one state back per click, each drawn before the next click
+        page.locator("#step-prev").click()
+        expect(title).to_contain_text(f"State {k} of {last}")
+    expect(title).to_contain_text(f"State 0 of {last} (input): 0 right, 0 wrong, 4 not yet")
+    expect(page.locator("#problem-tokens .tok.notyet").first).to_be_visible()
+    page.locator("#step-next").click()
+    expect(title).to_contain_text(f"State 1 of {last}")
+    page.locator("#play").click()
+    expect(page.locator("#play")).to_have_text("Pause")
+    expect(title).to_contain_text(f"State {last} of {last}")
+    expect(page.locator("#play")).to_have_text("Play")  # stops at the end
+
+
+def test_an_injected_error_is_reported_on_both_models(page: Page, server_url):
+    open_app(page, server_url)
+    run_problem(page, SMALL)
+    expect(page.locator("#run-info")).to_contain_text("4 nodes")
+    page.locator("#nav-errors").click()
+    expect(page.locator("#errors-events .gtitle")).to_contain_text("Events of this run")
+    page.locator("#errors-state").fill("1")
+    page.locator("#errors-node").click()
+    page.get_by_role("option", name=re.compile(r"^price")).click()
+    page.locator("#errors-value").fill("5")
+    page.locator("#errors-other").click()
+    page.get_by_role("option", name="tiny").click()
+    page.locator("#errors-inject").click()
+    report = page.locator("#errors-report-a")
+    expect(report).to_contain_text("default: wrote price := 5 into state 1")
+    expect(report).to_contain_text(re.compile(r"Repaired: (yes|no)"))
+    expect(report).to_contain_text("At the end:")
+    expect(page.locator("#errors-report-b")).to_contain_text("tiny: wrote price := 5 into state 1")
+    expect(page.locator("#errors-fig-a .gtitle")).to_contain_text("after writing price := 5 into state 1")
+
+
+def test_clicking_a_node_shows_what_it_attends_to(page: Page, server_url):
+    open_app(page, server_url)
+    run_problem(page, SMALL)
+    expect(page.locator("#run-info")).to_contain_text("4 nodes")
+    page.locator("#nav-attention").click()
+    expect(page.locator("#attention-node")).to_contain_text("click a node")
+    point = page.locator("#attention-dag .scatterlayer .trace").nth(1).locator("path.point").nth(2)  # total
+    expect(point).to_be_visible()
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)  # plotly reports a click on the point it hovers
+    expect(page.locator("#attention-dag .hoverlayer .hovertext")).to_have_count(1)
+    page.mouse.click(x, y)
+    expect(page.locator("#attention-node .gtitle")).to_contain_text("What total (total = price + tax) reads")
+    page.locator("#nav-problem").click()
+    expect(page.locator("#problem-node")).to_contain_text("total = price + tax")
+
+
+def test_two_sessions_at_once_keep_their_own_problems(browser, server_url):
+    a, b = browser.new_context(), browser.new_context()
+    try:
+        pa, pb = a.new_page(), b.new_page()
+        open_app(pa, server_url)
+        open_app(pb, server_url)
+        run_problem(pa, SMALL)
+        run_problem(pb, "x = 1\ny = x + x\nz = y + x\nw = z\nv = w + y\nu = v")
+        expect(pa.locator("#run-info")).to_contain_text("4 nodes")
+        expect(pb.locator("#run-info")).to_contain_text("6 nodes")
+        pa.reload()
+        expect(pa.locator("#run-info")).to_contain_text("4 nodes")
+        expect(pa.locator("#problem-tokens")).to_contain_text("shipping")
+        expect(pb.locator("#problem-tokens")).not_to_contain_text("shipping")
+    finally:
+        a.close()
+        b.close()

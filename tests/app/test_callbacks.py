@@ -1,0 +1,132 @@
+"""Callbacks without a browser, through Dash's HTTP interface (``POST /_dash-update-component``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from workbench import app_state as S
+
+pytestmark = pytest.mark.xdist_group("app")
+
+SMALL = "a = 3\nb = 4\nc = a + b\nd = c + a\ne = d"
+
+
+def call(client, outputs, inputs, state=(), changed=()):
+    """Fire one callback: ``outputs`` [(id, prop)], ``inputs``/``state`` [(id, prop, value)] -> the response JSON."""
+    out = ".." + "...".join(f"{i}.{p}" for i, p in outputs) + ".." if len(outputs) > 1 else f"{outputs[0][0]}.{outputs[0][1]}"
+    payload = {"output": out, "outputs": [{"id": i, "property": p} for i, p in outputs] if len(outputs) > 1
+               else {"id": outputs[0][0], "property": outputs[0][1]},
+               "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+               "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
+               "changedPropIds": [f"{c}" for c in changed]}
+    response = client.post("/_dash-update-component", json=payload)
+    assert response.status_code in (200, 204), response.data[:500]
+    return response.get_json() if response.status_code == 200 else None
+
+
+def test_a_typo_in_a_pasted_problem_shows_its_line_and_no_traceback(client):
+    got = call(client, [("run", "data"), ("problem-message", "children")],
+               [("problem-submit", "n_clicks", 1), ("problem-generate", "n_clicks", None)],
+               [("problem-text", "value", "a = 3\nb = a +"), ("problem-model", "value", "default"),
+                ("problem-size", "value", 16), ("problem-seed", "value", 0)], ["problem-submit.n_clicks"])
+    text = json.dumps(got)
+    assert "line 2: 'b = a +' ends with the operator '+'" in text and "Traceback" not in text
+    assert "run" not in got["response"]  # the session's problem stays as it was
+
+
+def test_generating_stores_a_small_key_and_rejects_big_sizes(client):
+    ok = call(client, [("run", "data"), ("problem-message", "children")],
+              [("problem-submit", "n_clicks", None), ("problem-generate", "n_clicks", 1)],
+              [("problem-text", "value", ""), ("problem-model", "value", "default"), ("problem-size", "value", 12),
+               ("problem-seed", "value", 3)], ["problem-generate.n_clicks"])
+    key = ok["response"]["run"]["data"]
+    assert set(key) == {"model", "text", "seed"} and key["text"].count("\n") == 12
+    bad = call(client, [("run", "data"), ("problem-message", "children")],
+               [("problem-submit", "n_clicks", None), ("problem-generate", "n_clicks", 2)],
+               [("problem-text", "value", ""), ("problem-model", "value", "default"), ("problem-size", "value", 500),
+                ("problem-seed", "value", 3)], ["problem-generate.n_clicks"])
+    assert "from 7 to 128" in json.dumps(bad)
+
+
+def test_scrubbing_patches_the_drawn_graph_and_redraws_a_new_one(client):
+    key = S.make_key("default", SMALL)
+    outputs = [("problem-dag", "figure"), ("problem-tokens", "children"), ("problem-drawn", "data")]
+    inputs = lambda step: [("step", "value", step), ("run", "data", key.to_json()), ("problem-init", "data", True)]  # noqa: E731
+    first = call(client, outputs, inputs(0), [("node", "data", None), ("problem-drawn", "data", None)], ["run.data"])
+    assert first["response"]["problem-drawn"]["data"] == key.digest
+    assert first["response"]["problem-dag"]["figure"]["data"][1]["name"] == "nodes"
+    patched = call(client, outputs, inputs(2), [("node", "data", None), ("problem-drawn", "data", key.digest)], ["step.value"])
+    fig = patched["response"]["problem-dag"]["figure"]
+    assert fig.get("__dash_patch_update") and "State 2 of" in json.dumps(fig)
+
+
+def test_an_unexpected_failure_shows_one_short_line(client, monkeypatch):
+    def broken(key):
+        raise RuntimeError("internal detail that must not reach the page")
+
+    monkeypatch.setattr(S, "get_run", broken)
+    got = call(client, [("codebook-usage", "figure"), ("codebook-transitions", "figure"), ("codebook-entropy", "figure"),
+                        ("codebook-changes", "figure"), ("codebook-message", "children")],
+               [("step", "value", 1), ("run", "data", {"model": "default", "text": SMALL, "seed": 0}),
+                ("codebook-factor", "value", 3)], changed=["step.value"])
+    text = json.dumps(got)
+    assert "Something went wrong (RuntimeError)" in text and "internal detail" not in text
+
+
+def test_injection_runs_on_both_models_side_by_side(client):
+    key = S.make_key("default", SMALL)
+    got = call(client, [("errors-report-a", "children"), ("errors-fig-a", "figure"), ("errors-report-b", "children"),
+                        ("errors-fig-b", "figure"), ("errors-inject-message", "children")],
+               [("errors-inject", "n_clicks", 1)],
+               [("run", "data", key.to_json()), ("errors-state", "value", 1), ("errors-node", "value", 0),
+                ("errors-value", "value", 5), ("errors-other", "value", "tiny")], ["errors-inject.n_clicks"])
+    a, b = json.dumps(got["response"]["errors-report-a"]), json.dumps(got["response"]["errors-report-b"])
+    assert "default: wrote a := 5 into state 1" in a and "Repaired:" in a
+    assert "tiny: wrote a := 5 into state 1" in b
+
+
+def test_the_probes_page_says_how_to_compute_missing_results(client):
+    missing = json.dumps(call(client, [("probes-results", "children")], [("probes-model", "value", "default")]))
+    assert "No probe results for model default yet" in missing and "probes/" in missing
+    found = json.dumps(call(client, [("probes-results", "children")], [("probes-model", "value", "tiny")]))
+    assert "A saved lens result" in found and "best step" in found
+
+
+def test_every_page_is_served(client):
+    for path in ("/", "/attention", "/codebook", "/errors", "/probes", "/generalization"):
+        assert client.get(path).status_code == 200
+
+
+def test_workbench_app_serves_the_app_and_rejects_unknown_models(app_models, tmp_path):
+    """The README's command: ``workbench app`` answers on its port; a bad model name is one line, exit code 2."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    env = {**os.environ, "WORKBENCH_MODELS": str(app_models), "WORKBENCH_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+    bad = subprocess.run([sys.executable, "-m", "workbench.cli", "app", "--model", "nope"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: unknown model 'nope'")
+    assert "Traceback" not in bad.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "app", "--port", str(port)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, page = time.monotonic() + 120, ""
+        while time.monotonic() < deadline and not page:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.5)
+        assert "Looped-transformer workbench" in page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
