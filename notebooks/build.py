@@ -602,7 +602,7 @@ NNSIGHT = [
     the clean run, and with the same edit made by a TransformerLens hook (they must agree).
     """),
     code("""
-    from workbench.hooks.trajectory import node_values
+    from workbench.hooks.decoded import node_values
 
     graphs = wb.sample_graphs(16, 32, rng=np.random.default_rng(0), task=model.task)
     tb_many = nm.hooked.to_token_batch(graphs)

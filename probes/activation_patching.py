@@ -13,7 +13,7 @@ from workbench.analysis.script import analysis_command, main
 
 @analysis_command("patching", "Cross-step activation patching")
 @click.option("--nodes", type=click.IntRange(7), default=16, show_default=True, help="nodes per graph")
-@click.option("--count", type=click.IntRange(1), default=32, show_default=True, help="graphs")
+@click.option("--count", type=click.IntRange(1), default=64, show_default=True, help="graphs")
 @click.option("--steps", type=click.IntRange(1), default=None, help="loop steps (default: max depth + 1, <= 10)")
 def command(model, *, seed, progress, nodes, count, steps):
     """Patch each head, attention and MLP output of every step from a clean run into a corrupted one."""

@@ -13,7 +13,7 @@ from workbench.analysis.script import analysis_command, main
 
 @analysis_command("routing", "Attention routing")
 @click.option("--nodes", type=click.IntRange(7), default=16, show_default=True, help="nodes per graph")
-@click.option("--count", type=click.IntRange(1), default=128, show_default=True, help="graphs")
+@click.option("--count", type=click.IntRange(1), default=256, show_default=True, help="graphs")
 @click.option("--depth-cap", type=click.IntRange(1), default=6, show_default=True, help="cap on node depth")
 @click.option("--steps", type=click.IntRange(1), default=None, help="loop steps (default: max depth + 2, <= 10)")
 @click.option("--mode", type=click.Choice(["free", "teacher"]), default="free", show_default=True)

@@ -12,11 +12,11 @@ from workbench.analysis.script import analysis_command, int_list, main
 
 
 @analysis_command("correction", "Error correction and halting")
-@click.option("--sizes", default="8,16,32", show_default=True, help="graph sizes of the stepwise curves")
-@click.option("--count", type=click.IntRange(1), default=64, show_default=True, help="graphs per size")
+@click.option("--sizes", default="8,16,32,64", show_default=True, help="graph sizes of the stepwise curves")
+@click.option("--count", type=click.IntRange(1), default=128, show_default=True, help="graphs per size")
 @click.option("--max-steps", type=click.IntRange(1), default=24, show_default=True, help="cap on loop steps")
 @click.option("--inject-nodes", type=click.IntRange(7), default=16, show_default=True, help="graph size of injections")
-@click.option("--inject-count", type=click.IntRange(1), default=48, show_default=True, help="graphs per injection")
+@click.option("--inject-count", type=click.IntRange(1), default=96, show_default=True, help="graphs per injection")
 @click.option("--inject-steps", default="1,2,3", show_default=True, help="steps whose input is corrupted")
 @click.option("--ks", default="1,2,4", show_default=True, help="numbers of values corrupted")
 @click.option("--compare", default="", help="other models (e.g. the no-error-correction ablation), comma-separated")

@@ -13,7 +13,7 @@ from workbench.analysis.script import analysis_command, int_list, main
 
 @analysis_command("attribution", "Head attribution by controlled experiments")
 @click.option("--nodes", type=click.IntRange(7), default=16, show_default=True, help="nodes of each base graph")
-@click.option("--templates", type=click.IntRange(1), default=12, show_default=True, help="base graphs per fan-in")
+@click.option("--templates", type=click.IntRange(1), default=24, show_default=True, help="base graphs per fan-in")
 @click.option("--fan-ins", default="1,2,3", show_default=True, help="template fan-ins to run")
 @click.option("--max-batch", type=click.IntRange(2), default=24, show_default=True, help="variations per slot")
 def command(model, *, seed, progress, nodes, templates, fan_ins, max_batch):

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.analysis.activations import sample_batch
-from workbench.hooks.names import hook_name
+from workbench.hooks.names import hook_name, parse_hook_name
 from workbench.hooks.tl_wrapper import hooked
 from workbench.task.graphs import Graphs, compute_depth, evaluate
 from workbench.task.tokens import tokenize
@@ -81,7 +81,7 @@ def head_outputs(hm, graphs: Graphs) -> tuple[np.ndarray, np.ndarray, np.ndarray
     outs = {}
 
     def grab(z, hook):
-        layer = int(hook.name.split(".")[3])
+        layer = parse_hook_name(hook.name).layer
         outs[layer] = torch.einsum("bhd,hdm->bhm", z[torch.arange(z.shape[0]), torch.from_numpy(rhs)].float(),
                                    hm.model.blocks[layer].attn.W_O.float())
     L = hm.cfg.n_layers

@@ -2,8 +2,8 @@
 
 The "codebook" is the task vocabulary: every step writes one code per factor at every position. Per
 factor and step: the histogram of codes over real positions, its entropy, the codes never written;
-the decoded values at the defining positions; invalid combinations (a factor other than VALUE
-changed, a spare value code >= p, a value written where none belongs, a defining position set to
+the decoded values at the defining positions; invalid combinations (the syntax, name or operation
+of a token changed, a spare value code >= p, a value written where none belongs, a defining position set to
 N/A, a leaf constant altered); and the transitions of every node's value from the state a step read
 to the state it wrote: EMPTY -> right or wrong, right -> wrong (new errors), wrong -> right
 (corrections), erasures back to EMPTY.
@@ -21,11 +21,11 @@ import numpy as np
 from workbench.analysis.activations import cached_runs, default_steps, sample_batch
 from workbench.hooks.tl_wrapper import hooked
 from workbench.task.tokens import TokenBatch
-from workbench.task.vocab import F_SYNTAX, F_VALUE, FACTORS, VALUE, VARIABLE
+from workbench.task.vocab import F_OPERATION, F_SYNTAX, F_VALUE, F_VARIABLE, FACTORS, VALUE, VARIABLE
 
 TRANSITIONS = ("empty->empty", "empty->right", "empty->wrong", "right->right", "right->wrong", "wrong->right",
                "wrong->same", "wrong->other", "value->empty")
-INVALID = ("other factor changed", "spare value code", "value at operand", "value off variables", "rhs set to N/A",
+INVALID = ("syntax changed", "name changed", "operation changed", "spare value code", "value at operand", "value off variables", "rhs set to N/A",
            "constant altered")
 
 
@@ -60,9 +60,11 @@ def invalid_counts(state: np.ndarray, tb: TokenBatch, modulus: int) -> dict[str,
     operand[b, tb.operand_pos[b, n, s]] = True
     constant = real & (syntax == VALUE)
     other = real & (syntax != VARIABLE) & ~constant
-    changed = (state[..., :F_VALUE] != inp[..., :F_VALUE]).any(-1) & real
+    changed = (state[..., :F_VALUE] != inp[..., :F_VALUE]) & real[..., None]  # [batch, pos, factor]
     return {
-        "other factor changed": (int(changed.sum()), int(real.sum())),
+        "syntax changed": (int(changed[..., F_SYNTAX].sum()), int(real.sum())),
+        "name changed": (int(changed[..., F_VARIABLE].sum()), int(real.sum())),
+        "operation changed": (int(changed[..., F_OPERATION].sum()), int(real.sum())),
         "spare value code": (int((real & (value >= modulus) & (value < v.n_values)).sum()), int(real.sum())),
         "value at operand": (int((operand & (value != v.empty)).sum()), int(operand.sum())),
         "value off variables": (int((other & (value != v.value_na)).sum()), int(other.sum())),

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from workbench.analysis.activations import cached_runs, sample_batch
 from workbench.hooks.interventions import inject_corruption
 from workbench.hooks.tl_wrapper import hooked
-from workbench.hooks.trajectory import Trajectory, decode_run
+from workbench.hooks.decoded import Trajectory, decode_run
 
 
 def free_trajectory(hm, tb, *, n_steps: int, batch_size: int = 32, progress: bool = False) -> Trajectory:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from workbench.analysis.activations import cached_runs, default_steps, sample_batch
 from workbench.analysis.attribution import append_equation
-from workbench.hooks.names import hook_name, sites_filter
+from workbench.hooks.names import hook_name, sites_filter, step_of
 from workbench.hooks.tl_wrapper import hooked
 from workbench.task.tokens import tokenize
 from workbench.task.vocab import F_VALUE
@@ -35,7 +35,7 @@ CLASSES = ("bias", "diagonal", "axis", "other")
 SIGNALS = ("pre", "post", "out", "logits")
 
 
-def _frontier_index(tb, t: int, local_rows=None):
+def _frontier_index(tb, t: int):
     g = tb.graphs
     return np.nonzero(g.valid & (g.depth == t))
 
@@ -97,7 +97,7 @@ def ablation(hm, tb, mean: np.ndarray, *, n_steps: int, batch_size: int = 32, pr
     for mode in ("zero", "mean"):
         for layer in range(L):
             def replace(act, hook, layer=layer, mode=mode):
-                t = int(hook.name.split(".")[1])
+                t = step_of(hook.name)
                 if mode == "zero":
                     return torch.zeros_like(act)
                 return torch.as_tensor(mean[t, layer], dtype=act.dtype, device=act.device).expand_as(act).clone()

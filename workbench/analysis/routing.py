@@ -7,14 +7,15 @@ per operand slot, averaged over inner nodes (``all``) or over the step's frontie
 the ones step t must compute). ``constant``: a leaf's rhs attending to its own constant (step 0's job).
 ``uniform``: the mass a head would put on the operands by attending uniformly (the baseline).
 
-Head roles come from the scores averaged over steps: ``copy`` or ``induction`` when that mass is at
-least ``threshold`` and beats the other, else ``other``; the slot is the one with the most mass; the
-stability is the fraction of steps whose own role is the same.
+Head roles come from the frontier scores averaged over steps: ``copy`` or ``induction`` when that mass
+is at least ``threshold`` and beats the other, else ``other``; the slot is the one with the most mass
+(``positional``: the head serves the last operand at every fan-in); the stability is the fraction of
+steps whose own role is the same, and ``steps`` lists the role at every step.
 
 Results (``run``): ``copy``, ``induction``, ``constant`` [step][layer][head]; ``copy_by_slot``,
 ``induction_by_slot`` (below); ``frontier`` {copy, induction} [step][layer][head]; by slot: [step][layer][head][fan-in - 1][slot] (slot s of
 the nodes with that fan-in: a positional head shows as slot k-1 of every fan-in k);
-``uniform`` [step]; ``roles``: [{layer, head, role, slot, copy, induction, stability}].
+``uniform`` [step]; ``roles``: [{layer, head, role, slot, positional, copy, induction, stability, steps}].
 """
 
 from __future__ import annotations
@@ -68,12 +69,16 @@ def routing_scores(patterns: list[torch.Tensor], tb, step: int) -> dict[str, np.
 
 def head_roles(copy: np.ndarray, induction: np.ndarray, copy_by_slot: np.ndarray, induction_by_slot: np.ndarray,
                threshold: float = 0.25) -> list[dict]:
-    """Roles of every head from [step, layer, head] scores (NaN at steps without nodes); the slot from the
-    per-slot scores [step, layer, head, slot] (those of the largest fan-in).
+    """Roles of every head from [step, layer, head] scores (NaN at steps without nodes).
 
-    >>> c = np.array([[[0.9, 0.0]]]); i = np.array([[[0.0, 0.5]]]); s = np.zeros((1, 1, 2, 3))
-    >>> [r["role"] for r in head_roles(c, i, s + [1, 0, 0], s + [0, 1, 0])]
-    ['copy', 'induction']
+    The slot comes from the per-slot scores [step, layer, head, fan-in - 1, slot] of the largest fan-in;
+    ``positional`` says the head serves the last operand (the one just before '=') at every fan-in, i.e.
+    it routes by position, not by slot. ``steps``: the role at each step (None without nodes).
+
+    >>> c = np.array([[[0.9, 0.0]]]); i = np.array([[[0.0, 0.5]]]); s = np.zeros((1, 1, 2, 3, 3))
+    >>> s[..., 2, :] = [0, 0, 1]
+    >>> [(r["role"], r["slot"], r["positional"]) for r in head_roles(c, i, s, s)]
+    [('copy', 2, False), ('induction', 2, False)]
     """
     def role_of(cv, iv):
         if cv >= threshold and cv >= iv:
@@ -85,19 +90,24 @@ def head_roles(copy: np.ndarray, induction: np.ndarray, copy_by_slot: np.ndarray
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (no such nodes) stay NaN
         mean_c, mean_i = np.nanmean(copy, 0), np.nanmean(induction, 0)
-        mean_cs, mean_is = np.nanmean(copy_by_slot, 0), np.nanmean(induction_by_slot, 0)
+        mean_cs, mean_is = np.nanmean(copy_by_slot, 0), np.nanmean(induction_by_slot, 0)  # [layer, head, fan, slot]
+    fans = [k for k in range(mean_cs.shape[2]) if np.isfinite(mean_cs[:, :, k, :k + 1]).any()]
     out = []
-    _, L, H = copy.shape
+    T, L, H = copy.shape
     for layer in range(L):
         for head in range(H):
             role = role_of(mean_c[layer, head], mean_i[layer, head])
-            slots = mean_cs[layer, head] if role == "copy" else mean_is[layer, head]
-            valid = [t for t in range(copy.shape[0]) if np.isfinite(copy[t, layer, head])]
-            same = [role_of(copy[t, layer, head], induction[t, layer, head]) == role for t in valid]
-            out.append({"layer": layer, "head": head, "role": role,
-                        "slot": int(np.nanargmax(slots)) if role != "other" and np.isfinite(slots).any() else None,
+            by_slot = mean_cs[layer, head] if role == "copy" else mean_is[layer, head]  # [fan, slot]
+            slot = positional = None
+            if role != "other" and fans:
+                slot = int(np.nanargmax(by_slot[fans[-1], :fans[-1] + 1]))
+                positional = len(fans) > 1 and all(int(np.nanargmax(by_slot[k, :k + 1])) == k for k in fans)
+            steps = [role_of(copy[t, layer, head], induction[t, layer, head]) if np.isfinite(copy[t, layer, head])
+                     else None for t in range(T)]
+            valid = [r for r in steps if r is not None]
+            out.append({"layer": layer, "head": head, "role": role, "slot": slot, "positional": positional,
                         "copy": float(mean_c[layer, head]), "induction": float(mean_i[layer, head]),
-                        "stability": float(np.mean(same)) if same else None})
+                        "stability": float(np.mean([r == role for r in valid])) if valid else None, "steps": steps})
     return out
 
 
@@ -123,19 +133,30 @@ def run(model, *, n_nodes: int = 16, count: int = 128, depth_cap: int | None = 6
     copy_s = np.stack([div(a["copy_s"], a["count_s"]) for a in acc])  # [step, layer, head, fan-in - 1, slot]
     ind_s = np.stack([div(a["ind_s"], a["count_s"]) for a in acc])
     k = int(np.flatnonzero(sum(a["count_s"] for a in acc).sum(1) > 0).max())  # the largest fan-in present
-    roles = head_roles(copy, ind, copy_s[:, :, :, k], ind_s[:, :, :, k], threshold)
+    f_copy = np.stack([div(a["f_copy"], a["f_count"]) for a in acc])
+    f_ind = np.stack([div(a["f_ind"], a["f_count"]) for a in acc])
+    on_frontier = bool(np.isfinite(f_copy).any())  # roles from the nodes each step must compute
+    roles = head_roles(f_copy if on_frontier else copy, f_ind if on_frontier else ind, copy_s, ind_s, threshold)
     results = {"steps": list(range(T)), "layers": L, "heads": H, "mode": mode, "threshold": threshold,
                "copy": copy, "induction": ind, "copy_by_slot": copy_s, "induction_by_slot": ind_s,
-               "frontier": {"copy": np.stack([div(a["f_copy"], a["f_count"]) for a in acc]),
-                            "induction": np.stack([div(a["f_ind"], a["f_count"]) for a in acc])},
+               "frontier": {"copy": f_copy, "induction": f_ind},
                "constant": np.stack([div(a["constant"], a["leaf_count"]) for a in acc]),
                "uniform": np.array([div(np.array(a["uniform"]), a["count"]) for a in acc]), "roles": roles,
-               "role_fan_in": k + 1}
-    groups = {f"L{r['layer']} {r['role']}": [] for r in roles if r["role"] != "other"}
+               "role_fan_in": k + 1, "roles_from": "frontier" if on_frontier else "all"}
+    groups: dict[str, list[str]] = {}
     for r in roles:
         if r["role"] != "other":
-            groups[f"L{r['layer']} {r['role']}"].append(f"{r['head']}(v{r['slot']})")
-    summary = {**{k: " ".join(v) for k, v in sorted(groups.items())},
+            tag = "last operand" if r["positional"] else f"v{r['slot']}"
+            groups.setdefault(f"L{r['layer']} {r['role']} heads", []).append(f"{r['head']} ({tag})")
+    by_step: dict[str, list[str]] = {}
+    for t in range(T):
+        for role in ("copy", "induction"):
+            for layer in range(L):
+                heads = [str(r["head"]) for r in roles if r["layer"] == layer and r["steps"][t] == role]
+                if heads:
+                    by_step.setdefault(f"L{layer} {role} heads by step", []).append(f"t{t}: {' '.join(heads)}")
+    summary = {**{k: ", ".join(v) for k, v in sorted(groups.items())},
+               **{k: "; ".join(v) for k, v in sorted(by_step.items())},
                "max copy": float(np.nanmax(copy)), "max induction": float(np.nanmax(ind)),
                "uniform baseline": float(np.nanmean(results["uniform"])),
                "mean stability": float(np.mean([r["stability"] for r in roles if r["stability"] is not None]))}

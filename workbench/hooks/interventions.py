@@ -39,7 +39,7 @@ from workbench.hooks.guard import guarded
 from workbench.hooks.inputs import Problems, pad_token_batch, to_token_batch
 from workbench.hooks.names import hook_name, parse_hook_name, sites_filter
 from workbench.hooks.tl_wrapper import HookedLooped, hooked
-from workbench.hooks.trajectory import Trajectory, decode_run, node_values
+from workbench.hooks.decoded import Trajectory, decode_run, node_values
 from workbench.model.looped import LoopedModel
 from workbench.task.text import Problem, parse_problem
 from workbench.task.tokens import TokenBatch

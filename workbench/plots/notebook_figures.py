@@ -19,10 +19,9 @@ from plotly.subplots import make_subplots
 from workbench.task.config import pool_name
 from workbench.task.vocab import Vocab
 
-if TYPE_CHECKING:  # only for annotations: importing workbench.hooks.trajectory here would shadow the
-    # package's lazy ``workbench.hooks.trajectory`` function with the submodule of the same name
+if TYPE_CHECKING:  # only for annotations
     from workbench.hooks.interventions import Injection
-    from workbench.hooks.trajectory import Trajectory
+    from workbench.hooks.decoded import Trajectory
 
 #: cell classes of the state grid, with their colours
 EMPTY, WRONG, RIGHT = 0, 1, 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from workbench.analysis.activations import cached_runs, default_steps, gather, node_samples, residual_points, sample_batch
 from workbench.errors import WorkbenchError

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.analysis import attribution
-from workbench.analysis.activations import sample_batch
 from workbench.task.tokens import tokenize
 
 

@@ -23,7 +23,7 @@ def test_a_teacher_state_is_valid(tb):
         assert all(v == 0 for v, _ in bad.values()), bad
     state = tb.solved()
     state[0, 0, 0] = 6  # the first token's syntax changed
-    assert codebook.invalid_counts(state, tb, 7)["other factor changed"][0] == 1
+    assert codebook.invalid_counts(state, tb, 7)["syntax changed"][0] == 1
 
 
 def test_run_histograms_sum_to_one(model):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from workbench.analysis import correction
-from workbench.hooks.trajectory import Trajectory
+from workbench.hooks.decoded import Trajectory
 
 
 def test_events_count_corrections_and_new_errors(tb):

@@ -1,0 +1,83 @@
+"""The probes/ scripts end to end on the tiny model in a tmp dir: results page, JSON, plots, errors, determinism."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from workbench.analysis.report import ANALYSES, SCRIPTS
+from workbench.analysis.results import SCHEMA, load_result
+
+PROBES = Path(__file__).resolve().parents[3] / "probes"
+
+
+def script(name: str):
+    """A probes/ script as a module (its click ``command`` and ``main``)."""
+    spec = importlib.util.spec_from_file_location(f"probes_{name}", PROBES / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def call(module, args, capsys) -> tuple[int, str, str]:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(module.command, [str(a) for a in args])
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def test_reproduce_runs_every_script_and_writes_the_page(model_dir, tmp_path, capsys):
+    doc = tmp_path / "docs" / "results.md"
+    code, out, err = call(script("reproduce_paper.py"), ["--models", model_dir / "tiny", "--quick", "--out",
+                                                          tmp_path / "res", "--doc", doc, "--quiet"], capsys)
+    assert code == 0, err
+    folder = tmp_path / "res" / "tiny"
+    for analysis in ANALYSES:
+        result = load_result(folder / f"{analysis}.json")
+        assert result["schema"] == SCHEMA and result["analysis"] == analysis
+        assert result["model"]["n_layers"] == 2 and result["params"]["seed"] == 0
+        assert (folder / f"{analysis}.html").is_file() and result["figures"]
+        for fig in result["figures"]:
+            assert (folder / fig["png"]).stat().st_size > 1000
+            assert (doc.parent / "results" / "tiny" / fig["png"]).is_file()
+    page = doc.read_text()
+    assert "The paper's findings beside ours" in page and "results/tiny/probes.accuracy.png" in page
+    assert all(f"probes/{SCRIPTS[a]}" in page for a in ANALYSES)
+    # the page again from the stored JSONs, nothing rerun
+    code, _, err = call(script("reproduce_paper.py"), ["--models", model_dir / "tiny", "--reuse", "--out",
+                                                        tmp_path / "res", "--doc", doc, "--quiet"], capsys)
+    assert code == 0, err
+
+
+def test_a_script_is_deterministic(model_dir, tmp_path, capsys):
+    args = ["--model", model_dir / "tiny", "--count", "4", "--nodes", "8", "--steps", "2", "--quiet", "--no-plots"]
+    runs = []
+    for out in ("a", "b"):
+        code, _, err = call(script("attention_routing.py"), args + ["--out", tmp_path / out], capsys)
+        assert code == 0, err
+        runs.append(json.loads((tmp_path / out / "routing.json").read_text())["results"])
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("name, args, words", [
+    ("linear_probes.py", ["--model", "no_such_model"], "unknown model"),
+    ("linear_probes.py", ["--tasks", "colour@rhs", "--count", "4", "--nodes", "8"], "unknown probing tasks"),
+    ("head_attribution.py", ["--fan-ins", "one"], "--fan-ins"),
+    ("error_correction.py", ["--sizes", "8,x"], "--sizes"),
+    ("mlp_analysis.py", ["--layer", "5", "--count", "2", "--nodes", "8"], "layer must be"),
+    ("bottleneck_lens.py", ["--nodes", "200"], "more names"),
+    ("reproduce_paper.py", ["--only", "astrology"], "unknown analyses"),
+])
+def test_bad_input_is_one_line_on_stderr_and_exit_2(model_dir, tmp_path, capsys, name, args, words):
+    if "--model" not in args and name != "reproduce_paper.py":
+        args = ["--model", model_dir / "tiny"] + args
+    if name == "reproduce_paper.py":
+        args = ["--models", model_dir / "tiny"] + args
+    code, out, err = call(script(name), args + ["--out", tmp_path, "--quiet"], capsys)
+    assert code == 2
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and words in err
+    assert not list(tmp_path.glob("*.json"))
