@@ -69,7 +69,7 @@ def show(model):
         return html.Div([
             html.P(f"No probe results for model {model} yet.", className="empty"),
             html.P(["Run the analyses in probes/ to compute them, e.g. ",
-                    html.Code(f".venv/bin/python probes/probes.py --model {model}"),
+                    html.Code(f".venv/bin/python probes/reproduce_paper.py --models {model}"),
                     f"; each script writes models/{model}/probes/<analysis>.json, which this page reads."]),
         ], className="message note")
     return [result_section(name, data) for name, data in files]

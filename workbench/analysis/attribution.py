@@ -14,7 +14,7 @@ projection on the span of factor f's (LayerNorm-centred) embeddings, truncated t
 ``ratio`` divides by the same norm for random subspaces of equal rank (1 = no preference).
 
 Results (``run``): ``rel_var[k][layer][head][slot]`` (slots v0, v1, v2, rhs; null where absent),
-``groups[k][layer][slot]`` (heads), ``accuracy[k]``, ``confusion`` [true][predicted] for the largest k,
+``groups[k][layer][slot]`` (heads), ``accuracy[k]``, ``accuracy_by_template[k][template]``, ``confusion`` [true][predicted] for the largest k,
 ``ov`` {``amplification``, ``ratio`` [layer][head][factor], ``rank`` [factor]}.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from workbench.analysis.activations import sample_batch
@@ -92,7 +93,7 @@ def head_outputs(hm, graphs: Graphs) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return torch.stack([outs[layer].cpu() for layer in range(L)]).numpy(), written, graphs.value[:, last]
 
 
-def relative_variance(o: np.ndarray) -> np.ndarray:
+def relative_variance(o: Float[np.ndarray, "*rest batch head d_model"]) -> Float[np.ndarray, "*rest head"]:
     """E||o - E o||^2 / E||o||^2 over the batch: [..., batch, head, d_model] -> [..., head].
 
     >>> float(relative_variance(np.ones((1, 5, 1, 3)))[0, 0])
@@ -164,11 +165,13 @@ def run(model, *, n_nodes: int = 16, templates: int = 12, fan_ins: tuple[int, ..
     L, H, p = hm.cfg.n_layers, hm.cfg.n_heads, hm.task.modulus
     op = hm.task.op_indices[0]
     rel = np.full((len(fan_ins), L, H, len(SLOTS)), np.nan)
-    accuracy, confusion = [], np.zeros((p, p), dtype=np.int64)
+    accuracy, per_template, confusion = [], [], np.zeros((p, p), dtype=np.int64)
     bar = tqdm(total=len(fan_ins) * templates, desc="templates", disable=not progress, dynamic_ncols=True, leave=False)
     for i, k in enumerate(fan_ins):
         sums, counts, right, total = np.zeros((L, H, len(SLOTS))), np.zeros(len(SLOTS)), 0, 0
+        per_template.append([])
         for row in range(templates):
+            row_right = row_total = 0
             for slot, graphs in template_batches(tb.graphs, row, k, hm.task.n_names, rng, max_batch, op):
                 o, written, truth = head_outputs(hm, graphs)
                 j = SLOTS.index(slot)
@@ -176,8 +179,10 @@ def run(model, *, n_nodes: int = 16, templates: int = 12, fan_ins: tuple[int, ..
                 counts[j] += 1
                 right += int((written == truth).sum())
                 total += len(truth)
+                row_right, row_total = row_right + int((written == truth).sum()), row_total + len(truth)
                 if k == fan_ins[-1]:
                     np.add.at(confusion, (truth, np.clip(written, 0, p - 1)), (written < p).astype(np.int64))
+            per_template[-1].append(row_right / max(row_total, 1))
             bar.update(1)
         rel[i] = sums / np.where(counts > 0, counts, np.nan)
         accuracy.append(right / max(total, 1))
@@ -185,8 +190,12 @@ def run(model, *, n_nodes: int = 16, templates: int = 12, fan_ins: tuple[int, ..
     groups = [head_groups(r) for r in rel]
     ov = ov_amplification(hm, seed=seed)
     results = {"fan_ins": list(fan_ins), "slots": list(SLOTS), "layers": L, "heads": H, "templates": templates,
-               "rel_var": rel, "groups": groups, "accuracy": accuracy, "confusion": confusion, "ov": ov}
-    summary = {f"k={k} accuracy": float(a) for k, a in zip(fan_ins, accuracy)}
+               "rel_var": rel, "groups": groups, "accuracy": accuracy, "accuracy_by_template": per_template,
+               "confusion": confusion, "ov": ov}
+    summary = {}
+    for k, a, per in zip(fan_ins, accuracy, per_template):
+        summary[f"k={k} accuracy"] = float(a)
+        summary[f"k={k} accuracy range over base graphs"] = f"{min(per):.2f}-{max(per):.2f}"
     for layer, g in enumerate(groups[-1]):
         summary[f"L{layer} groups (k={fan_ins[-1]})"] = "; ".join(f"{s}: {hs}" for s, hs in g.items()) or "none"
     dominant = ov["ratio"].argmax(-1)  # [layer, head]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from workbench.analysis.activations import (cached_runs, default_steps, node_samples, point_label, residual_points,
                                             sample_batch)
@@ -27,7 +29,7 @@ from workbench.task.vocab import F_VALUE, FACTORS
 
 
 @torch.no_grad()
-def lens_logits(model, resid: torch.Tensor) -> list[torch.Tensor]:
+def lens_logits(model, resid: Float[Tensor, "... d_model"]) -> list[Float[Tensor, "... vocab"]]:
     """Logits per factor of residuals [..., d_model] through the final norm and the factor heads."""
     m = hooked(model).model
     return m.unembed(m.ln_final(resid))

@@ -15,13 +15,15 @@ Z_p^3; their 3-D DFT power, summed over units, splits into ``bias`` (0,0,0), ``d
 Results (``run``): ``contribution`` {``mlp``, ``attn``, ``mlp_frontier``, ``attn_frontier``} [step][layer];
 ``ablation`` {``zero``, ``mean``} {``frontier``, ``kept``} [step][layer] and ``clean`` {frontier, kept} [step];
 ``fourier`` {``layer``, ``classes``, ``fractions`` {signal: {class: fraction}}, ``diagonal`` {signal: [a]} (power
-at (a,a,a), a = 0..p-1), ``top`` {signal: [[kx, ky, kz, fraction], ...]}, ``accuracy``, ``accuracy_by_sum`` [s]}.
+at (a,a,a), a = 0..p-1), ``top`` {signal: [[kx, ky, kz, fraction], ...]}, ``axis_by_operand`` {signal: [a, b, c]}
+(power on each operand's own axis: the signal follows that operand alone), ``accuracy``, ``accuracy_by_sum`` [s]}.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
 from workbench.analysis.activations import cached_runs, default_steps, sample_batch
@@ -111,7 +113,7 @@ def ablation(hm, tb, mean: np.ndarray, *, n_steps: int, batch_size: int = 32, pr
 
 
 # --------------------------------------------------------------------------------------------- Fourier
-def frequency_classes(p: int) -> np.ndarray:
+def frequency_classes(p: int) -> Int[np.ndarray, "p p p"]:
     """Class index (``CLASSES``) of every frequency (kx, ky, kz) in Z_p^3: [p, p, p].
 
     >>> c = frequency_classes(5)
@@ -128,7 +130,7 @@ def frequency_classes(p: int) -> np.ndarray:
     return out
 
 
-def fourier_power(f: np.ndarray) -> np.ndarray:
+def fourier_power(f: Float[np.ndarray, "p p p *units"]) -> Float[np.ndarray, "p p p"]:
     """3-D DFT power over the first three axes, summed over the rest: [p, p, p, ...] -> [p, p, p] (sums to 1)."""
     F = np.fft.fftn(f.reshape(f.shape[:3] + (-1,)), axes=(0, 1, 2))
     power = (np.abs(F) ** 2).sum(-1)
@@ -181,10 +183,11 @@ def fourier(hm, *, layer: int | None = None, n_nodes: int = 16, seed: int = 0, p
     p = hm.task.modulus
     sw = sweep(hm, layer=layer, n_nodes=n_nodes, seed=seed, progress=progress)
     classes = frequency_classes(p)
-    fractions, diagonal, top = {}, {}, {}
+    fractions, diagonal, top, axes = {}, {}, {}, {}
     for s in SIGNALS:
         power = fourier_power(sw[s])
         fractions[s] = {c: float(power[classes == i].sum()) for i, c in enumerate(CLASSES)}
+        axes[s] = [float(power[1:, 0, 0].sum()), float(power[0, 1:, 0].sum()), float(power[0, 0, 1:].sum())]
         diagonal[s] = [float(power[a, a, a]) for a in range(p)]
         order = np.argsort(power.ravel())[::-1][:10]
         top[s] = [[*map(int, np.unravel_index(i, power.shape)), float(power.ravel()[i])] for i in order]
@@ -192,6 +195,7 @@ def fourier(hm, *, layer: int | None = None, n_nodes: int = 16, seed: int = 0, p
     total = (x + y + z) % p
     right = sw["written"] == total
     return {"layer": sw["layer"], "classes": list(CLASSES), "fractions": fractions, "diagonal": diagonal, "top": top,
+            "axis_by_operand": axes,
             "accuracy": float(right.mean()), "accuracy_by_sum": [float(right[total == v].mean()) for v in range(p)]}
 
 
@@ -218,7 +222,8 @@ def run(model, *, n_nodes: int = 16, count: int = 64, depth_cap: int | None = 6,
     summary.update({"clean frontier acc": float(np.nanmean(clean["frontier"])),
                     "sweep accuracy (a+b+c)": four["accuracy"],
                     "pre: bias share": f["pre"]["bias"], "post: diagonal share": f["post"]["diagonal"],
-                    "out: diagonal share": f["out"]["diagonal"], "logits: diagonal share": f["logits"]["diagonal"]})
+                    "out: diagonal share": f["out"]["diagonal"], "logits: diagonal share": f["logits"]["diagonal"],
+                    "logits: axis share per operand (v0, v1, v2)": " ".join(f"{v:.2f}" for v in four["axis_by_operand"]["logits"])})
     return results, summary
 
 

@@ -76,7 +76,13 @@ def status_line(model: dict) -> str:
     if trained_for(model)["finished"]:
         return f"`{model['name']}`: fully trained."
     info = tr.get("phase_info") or {}
-    what = f" (fan-in {info.get('fan_in')}, N {info.get('nodes')}, modulus {info.get('modulus')})" if info else ""
+    what = ""
+    if info:
+        fan = max(info.get("fan_in") or [3])
+        seen = {1: "copying only: no addition seen yet", 2: "copies and sums of two operands, not of three"}.get(fan, "sums of up to three operands")
+        if info.get("modulus") and info["modulus"] != model.get("modulus"):
+            seen += f", wrap-free (modulus {info['modulus']})"
+        what = f" (fan-in {info.get('fan_in')}, N {info.get('nodes')}: {seen})"
     return (f"`{model['name']}` is **PARTIALLY TRAINED**: step {tr.get('steps')} of {tr.get('total_steps')}, "
             f"phase `{tr.get('phase')}`{what}.")
 
@@ -204,6 +210,49 @@ def comparison(res: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def synthesis(res: dict) -> list[str]:
+    """Bullets that read across analyses (each a fact with its numbers), for one model's results."""
+    out = []
+    if "routing" in res:
+        copy = [r for r in res["routing"]["results"]["roles"] if r["role"] == "copy"]
+        if copy:
+            kind = "positional (the operand just before '=', at every fan-in)" if all(r["positional"] for r in copy) \
+                else "slot-specific"
+            names = ", ".join("L%dh%d" % (r["layer"], r["head"]) for r in copy)
+            out.append(f"Copy heads {names} are {kind} (routing).")
+    if "attribution" in res:
+        a = res["attribution"]["results"]
+        groups = a["groups"][-1]
+        slots = sorted({slot for g in groups for slot in g if slot != "rhs"})
+        out.append(f"With a fan-in-{a['fan_ins'][-1]} template, head outputs at the result follow the operand slots "
+                   f"{slots or 'none'} (attribution groups {groups}).")
+    if "mlp" in res:
+        axes = res["mlp"]["results"]["fourier"]["axis_by_operand"]["logits"]
+        f = res["mlp"]["results"]["fourier"]["fractions"]["logits"]
+        top = int(np.argmax(axes))
+        out.append(f"Over Z_p^3 the value logits put {_f(axes[top])} of their power on operand v{top}'s own axis and "
+                   f"{_f(f['diagonal'])} on the sum's diagonal (mlp): the written value follows "
+                   f"{'one operand, not the sum' if axes[top] > f['diagonal'] else 'the sum'}.")
+    if "lens" in res:
+        by_point = res["lens"]["summary"].get("value acc at step = depth, by point")
+        pts = res["lens"]["results"]["points"]
+        if by_point:
+            jump = int(np.argmax(np.diff([0.0] + list(by_point))))
+            where = f"written by the sublayer just before {pts[jump]}" if jump else "already in the input"
+            out.append(f"At the step that computes a node, its value first becomes decodable at {pts[jump]} "
+                       f"({_f(by_point[jump])}; lens): {where}.")
+    if "correction" in res:
+        st = res["correction"]["results"]["stepwise"]
+        n = max(st, key=int)
+        iters = st[n]["iterations_by_depth"]
+        d = np.array([int(k) for k in iters], dtype=float)
+        v = np.array(list(iters.values()), dtype=float)
+        slope = float(np.polyfit(d, v, 1)[0]) if len(d) > 1 else float("nan")
+        out.append(f"At N={n} the loop reaches its fixed point after {_f(float(v.mean()), 1)} steps on average, "
+                   f"{_f(slope)} more per unit of graph depth (a perfect model: depth + 1, slope 1; correction).")
+    return out
+
+
 # ------------------------------------------------------------------------------------------ readings
 def _reading_probes(r: dict) -> str:
     res, s = r["results"], r["summary"]
@@ -266,7 +315,8 @@ def _reading_routing(r: dict) -> str:
 
 def _reading_attribution(r: dict) -> str:
     s = r["summary"]
-    acc = ", ".join(f"{k} {_pct(v)}" for k, v in s.items() if k.endswith("accuracy"))
+    acc = ", ".join(f"{k} {_pct(v)} (range over base graphs {s.get(k + ' range over base graphs', 'n/a')})"
+                    for k, v in s.items() if k.endswith("accuracy"))
     groups = "; ".join(f"{k}: {v}" for k, v in s.items() if "groups" in k)
     ov = "; ".join(f"{k}: {v}" for k, v in s.items() if "OV" in k)
     return f"Written value right at the template result: {acc}. Head groups by relative variance: {groups}. {ov}."
@@ -280,7 +330,8 @@ def _reading_mlp(r: dict) -> str:
             f"{_f(s['clean frontier acc'])}) by {drop}. Over Z_p^3 the template result is right {_pct(s['sweep accuracy (a+b+c)'])} "
             f"of the time; the pre-activation's bias share is {_f(s['pre: bias share'])}, the diagonal share of the "
             f"post-activation {_f(s['post: diagonal share'], 4)}, of the output {_f(s['out: diagonal share'], 4)}, of the "
-            f"value logits {_f(s['logits: diagonal share'], 4)}.")
+            f"value logits {_f(s['logits: diagonal share'], 4)}; the logits' power on each operand's own axis "
+            f"(following that operand alone) is v0, v1, v2 = {s.get('logits: axis share per operand (v0, v1, v2)', 'n/a')}.")
 
 
 def _reading_codebook(r: dict) -> str:
@@ -345,6 +396,10 @@ def write_page(results: dict[str, dict[str, dict]], doc: str | Path, plots: str 
         cells = [f"{per_model[m][i][2]} — **{per_model[m][i][3]}**" for m in models]
         lines.append(f"| {finding} | {paper} | " + " | ".join(cells) + " |")
     lines.append("")
+    for m in models:
+        bullets = synthesis(results[m])
+        if bullets:
+            lines += [f"**Across the analyses, `{m}`:**", ""] + [f"- {b}" for b in bullets] + [""]
     for k, analysis in enumerate(ANALYSES, 1):
         present = [m for m in models if analysis in results[m]]
         if not present:
@@ -378,4 +433,5 @@ def _module(analysis: str) -> str:
     return analysis
 
 
-__all__ = ["ANALYSES", "SCRIPTS", "WHAT", "ROWS", "trained_for", "status_line", "comparison", "READINGS", "write_page"]
+__all__ = ["ANALYSES", "SCRIPTS", "WHAT", "ROWS", "trained_for", "status_line", "comparison", "synthesis", "READINGS",
+           "write_page"]

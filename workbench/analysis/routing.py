@@ -23,7 +23,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from workbench.analysis.activations import cached_runs, default_steps, sample_batch
 from workbench.hooks.names import hook_name, sites_filter
@@ -32,7 +33,7 @@ from workbench.hooks.tl_wrapper import hooked
 ROLES = ("copy", "induction", "other")
 
 
-def routing_scores(patterns: list[torch.Tensor], tb, step: int) -> dict[str, np.ndarray]:
+def routing_scores(patterns: list[Float[Tensor, "batch head query key"]], tb, step: int) -> dict[str, np.ndarray]:
     """Sums and counts of one step's scores: patterns per layer [batch, head, query, key] -> arrays [layer, head, ...]."""
     g = tb.graphs
     L, H = len(patterns), patterns[0].shape[1]
