@@ -26,10 +26,12 @@ def eval_table(rows: list[dict[str, Any]]) -> str:
 
 
 def phases_table(phases: list[dict[str, Any]]) -> str:
-    lines = ["| phase | steps | N | fan-in | modulus | leaf values | depth cap | corruption |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| phase | steps | N | fan-in | modulus | leaf values | zero leaves | operand lookup | depth cap | corruption |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in phases:
         lines.append(f"| {p['name']} | {p['steps']} | {p['nodes'][0]}-{p['nodes'][1]} | {','.join(map(str, p['fan_in']))} | "
-                     f"{p.get('modulus') or 'task'} | {p.get('leaf_values') or 'all'} | {p.get('depth_cap')} | "
+                     f"{p.get('modulus') or 'task'} | {p.get('leaf_values') or 'all'} | {p.get('zero_leaves', 0)} | "
+                     f"{p.get('operand_lookup', 0)} | {p.get('depth_cap')} | "
                      f"{'model default' if p.get('corruption_prob') is None else p['corruption_prob']} |")
     return "\n".join(lines)
 
@@ -52,19 +54,23 @@ def render_card(folder: str | Path) -> str:
            "## Architecture", "",
            f"- {model['n_layers']} layers x {model['n_heads']} heads x d_model {model['d_model']}, "
            f"relative-position window {model['rel_window']}, dropout {model['dropout']}", ""]
+    from workbench.model.checkpoint import models_dir
+
+    shown = f"models/{folder.name}" if folder.resolve().parent == models_dir().resolve() else folder.as_posix()
     if training:
         cfg = training["config"]
         status = [] if training.get("finished", True) else [
             f"**Training is still in progress**: this export is the checkpoint at step {training['steps']} of "
-            f"{training.get('total_steps')} (phase `{training.get('last_phase')}`); resume it with "
-            f"`workbench train --config {folder.as_posix()}/train.toml --resume`.", ""]
+            f"{training.get('total_steps')} (phase `{training.get('last_phase')}`; the phases after it, error "
+            f"correction included, have not run yet); resume it with "
+            f"`workbench train --config {shown}/train.toml --resume`.", ""]
         out += ["## Training", "", *status,
                 f"- steps: {training['steps']}, tokens: {training['tokens']:,}, wall time: {training['wall_time_s'] / 60:.1f} min",
                 f"- hardware: {training['hardware']}",
                 f"- batch: {cfg['batch_graphs']} graphs x {cfg['steps_per_graph']} sampled teacher-forced steps; "
                 f"AdamW lr {cfg['lr']} (warm-up {cfg['warmup_steps']}), weight decay {cfg['weight_decay']}, "
                 f"value-loss weight {cfg['value_weight']}, seed {cfg['seed']}",
-                f"- reproduce: `workbench train --config {folder.as_posix()}/train.toml`", "",
+                f"- reproduce: `workbench train --config {shown}/train.toml`", "",
                 phases_table(cfg["phases"]), ""]
         if training.get("evals"):
             out += ["### Evaluations during training (free-running, until the state stops changing)", "",
