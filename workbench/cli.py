@@ -10,6 +10,7 @@ import importlib.util
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -265,16 +266,19 @@ def app(model_name: str, host: str, port: int) -> None:
     serve(model_name, host, port)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; user errors become one line on stderr and exit code 2."""
+def run_command(command: click.Command, argv: list[str] | None, prog_name: str,
+                usage_hint: Callable[[click.UsageError], str]) -> None:
+    """Run a click command; user errors become one line on stderr and exit code 2, never a traceback.
+
+    Shared by the ``workbench`` command and the probe scripts.
+    """
     try:
-        code = cli.main(args=argv, prog_name="workbench", standalone_mode=False)
+        code = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except WorkbenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except click.UsageError as exc:
-        hint = f" (see 'workbench {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.info_name != "workbench" else " (see 'workbench --help')"
-        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        click.echo(f"error: {exc.format_message()}{usage_hint(exc)}", err=True)
         sys.exit(2)
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
@@ -283,6 +287,17 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _workbench_hint(exc: click.UsageError) -> str:
+    if exc.ctx and exc.ctx.info_name != "workbench":
+        return f" (see 'workbench {exc.ctx.info_name} --help')"
+    return " (see 'workbench --help')"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI; user errors become one line on stderr and exit code 2."""
+    run_command(cli, argv, "workbench", _workbench_hint)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -47,12 +47,11 @@ def evaluate_sizes(model: LoopedModel, sizes: list[int], count: int, *, seed: in
     was_training = model.training
     model.eval()
     results = []
-    task = replace(model.task)
     bar = tqdm(total=len(sizes) * count, desc="eval", unit="graph", disable=not progress, dynamic_ncols=True)
     for n in sizes:
         bar.set_postfix(N=n)
         rng = np.random.default_rng([seed, n])
-        graphs = sample_graphs(n, count, rng=rng, task=task, depth_cap=depth_cap, recent=recent)
+        graphs = sample_graphs(n, count, rng=rng, task=model.task, depth_cap=depth_cap, recent=recent)
         tb = tokenize(graphs, model.vocab)
         final, iters, conv = run_chunked(model, tb, batch_size=batch_size, on_chunk=bar.update)
         exact, node_acc = score_run(tb, final)

@@ -8,7 +8,6 @@ common options, returns ``(results, summary, params)``, and the wrapper writes t
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from collections.abc import Callable
 
@@ -62,21 +61,9 @@ def analysis_command(analysis: str, title: str) -> Callable:
 
 def main(command: click.Command, argv: list[str] | None = None) -> None:
     """Run ``command``; user errors become one line on stderr and exit code 2."""
-    try:
-        command.main(args=argv, prog_name=f"{command.name}.py", standalone_mode=False)
-    except WorkbenchError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except click.UsageError as exc:
-        click.echo(f"error: {exc.format_message()} (see --help)", err=True)
-        sys.exit(2)
-    except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(2)
-    except click.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    sys.exit(0)
+    from workbench.cli import run_command
+
+    run_command(command, argv, f"{command.name}.py", lambda exc: " (see --help)")
 
 
 def int_list(text: str, what: str, *, low: int = 0) -> list[int]:

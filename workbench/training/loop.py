@@ -134,10 +134,10 @@ def unrolled_loss(net: nn.Module, model: LoopedModel, tb: TokenBatch, cfg: Train
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimizer state dict into tensors (safetensors) and JSON."""
     sd = opt.state_dict()
-    tensors = {f"state.{i}.{k}": v.detach().cpu().reshape(-1) if v.ndim == 0 else v.detach().cpu()
-               for i, st in sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
-    return tensors, {"param_groups": sd["param_groups"], "scalar_shapes": [k for k, v in
-                     ((f"state.{i}.{k}", v) for i, st in sd["state"].items() for k, v in st.items()) if torch.is_tensor(v) and v.ndim == 0]}
+    named = {f"state.{i}.{k}": v.detach().cpu() for i, st in sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
+    scalars = [k for k, v in named.items() if v.ndim == 0]  # safetensors stores them as [1]; restored as scalars
+    tensors = {k: v.reshape(-1) if v.ndim == 0 else v for k, v in named.items()}
+    return tensors, {"param_groups": sd["param_groups"], "scalar_shapes": scalars}
 
 
 def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -335,11 +335,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
         if not dist_env.main:
             continue
         if run.step % cfg.log_every == 0 or run.step == cfg.total_steps:
-            mean = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]}
-            for w in window:
-                for k in w:
-                    if k not in mean:
-                        mean[k] = float(np.mean([x[k] for x in window if k in x]))
+            keys = dict.fromkeys(k for w in window for k in w)  # every metric seen, in first-seen order
+            mean = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
             window = []
             bar.set_postfix({k: f"{v:.3f}" for k, v in mean.items() if k in ("loss", "frontier_acc", "fan2_acc", "fan3_acc")})
             with log_path.open("a") as f:
