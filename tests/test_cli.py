@@ -53,8 +53,8 @@ def assert_user_error(result, *fragments: str) -> str:
 
 # --- help ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [[], ["info"], ["solve"], ["generate"], ["train"], ["eval"]],
-                         ids=["top", "info", "solve", "generate", "train", "eval"])
+@pytest.mark.parametrize("command", [[], ["info"], ["solve"], ["generate"], ["train"], ["eval"], ["compare"]],
+                         ids=["top", "info", "solve", "generate", "train", "eval", "compare"])
 def test_help_of_every_command_exits_zero(run_cli, command):
     for flag in ("--help", "-h"):
         result = run_cli(*command, flag)

@@ -1,4 +1,4 @@
-"""The ``workbench`` command: info, solve, generate, train, eval, app.
+"""The ``workbench`` command: info, solve, generate, train, eval, compare, app.
 
 Bad input ends with one line on stderr (``error: ...``) and exit code 2, never a traceback; outputs
 are written only once everything succeeded.
@@ -232,6 +232,22 @@ def evaluate(model_name: str, sizes: str, count: int, seed: int, batch_size: int
     if tag == "eval" and folder.resolve() == Path(model.meta["path"]).resolve():
         write_card(folder)
     click.echo(f"wrote {folder / (tag + '.json')}, {tag}.png, {tag}.html")
+
+
+@cli.command()
+@click.option("--models", default="default,no-error-correction,continuous-latent,end-to-end,feedforward", show_default=True,
+              help="comma-separated model names (or folders), each already evaluated with 'workbench eval'")
+@click.option("--out", default="docs", show_default=True, help="folder for zoo.md, zoo.png and zoo.html")
+def compare(models: str, out: str) -> None:
+    """The zoo side by side: one accuracy-vs-N figure and table with the paper's curves beside them."""
+    from workbench.zoo import write_comparison
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        raise WorkbenchError("--models is empty; give comma-separated model names such as default,feedforward")
+    paths = write_comparison(names, out)
+    click.echo(Path(paths[0]).read_text())
+    click.echo("wrote " + ", ".join(p.as_posix() for p in paths))
 
 
 def load_app_package():

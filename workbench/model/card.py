@@ -67,7 +67,10 @@ def render_card(folder: str | Path) -> str:
         out += ["## Training", "", *status,
                 f"- steps: {training['steps']}, tokens: {training['tokens']:,}, wall time: {training['wall_time_s'] / 60:.1f} min",
                 f"- hardware: {training['hardware']}",
-                f"- batch: {cfg['batch_graphs']} graphs x {cfg['steps_per_graph']} sampled teacher-forced steps; "
+                f"- batch: {cfg['batch_graphs']} graphs x " + (
+                    f"{cfg['steps_per_graph']} sampled teacher-forced steps; " if model.get("recurrence") == "looped" and model.get("latent") == "discrete"
+                    else (f"one pass of {model['n_layers']} distinct blocks, end to end; " if model.get("recurrence") == "feedforward"
+                          else f"an unrolled loop of depth + 1 steps (at most {cfg.get('unroll_cap')}), backpropagated through; ")) +
                 f"AdamW lr {cfg['lr']} (warm-up {cfg['warmup_steps']}), weight decay {cfg['weight_decay']}, "
                 f"value-loss weight {cfg['value_weight']}, seed {cfg['seed']}",
                 f"- reproduce: `workbench train --config {shown}/train.toml`", "",
@@ -85,8 +88,19 @@ def render_card(folder: str | Path) -> str:
                 f"`{ev.get('command', 'workbench eval')}`: {ev['sizes'][0]['count']} fresh graphs per N, depth uncapped, "
                 "free-running until the discrete state stops changing (cap 2 x N steps), no oracle step count.", "",
                 eval_table(ev["sizes"]), ""]
-        if (folder / "accuracy.png").exists():
-            out += ["![accuracy against N](accuracy.png)", ""]
+        if (folder / "eval.png").exists():
+            out += ["![accuracy against N](eval.png)", ""]
+    for extra in sorted(folder.glob("*.json")):
+        if extra.name in (CONFIG, EVAL_FILE):
+            continue
+        try:
+            ev = json.loads(extra.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if not isinstance(ev, dict) or not isinstance(ev.get("sizes"), list) or "command" not in ev:
+            continue  # not an evaluation record
+        out += [f"### `{extra.stem}`", "", f"`{ev['command']}`: {ev['sizes'][0]['count']} fresh graphs per N, "
+                "free-running until the state stops changing.", "", eval_table(ev["sizes"]), ""]
     out += ["## Hooks", "", "Hook names: `loop.{t}.blocks.{l}.attn.hook_pattern` and friends (see ARCHITECTURE.md).", ""]
     old = (folder / CARD).read_text() if (folder / CARD).exists() else ""
     notes = old.split(NOTES_MARK, 1)[1] if NOTES_MARK in old else "\n\n_No notes yet._\n"

@@ -145,14 +145,41 @@ class TrainConfig:
             raise WorkbenchError(f"bad training config: {exc}") from None
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
-    """Read a TOML or JSON training config; WorkbenchError with the reason if it is unreadable."""
-    path = Path(path)
+MERGED_SECTIONS = ("model", "task")  # tables a derived config amends key by key; every other key replaces
+
+
+def read_config_file(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's settings with its ``base`` chain resolved.
+
+    ``base = "../default/train.toml"`` (relative to the file) starts from another config: the
+    ``[model]`` and ``[task]`` tables are amended key by key, any other key (``phases`` included) is
+    replaced. An ablation thus states only what it changes, and it can never drift from the recipe
+    it ablates.
+    """
     if not path.is_file():
-        raise WorkbenchError(f"training config '{path}' does not exist")
+        where = f" (the base of '{_seen[-1]}')" if _seen else ""
+        raise WorkbenchError(f"training config '{path}'{where} does not exist")
+    if path.resolve() in _seen:
+        raise WorkbenchError(f"training config '{path}' is its own base (a cycle through {[str(p) for p in _seen]})")
     try:
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise WorkbenchError(f"cannot parse training config '{path}': {exc}") from None
-    return TrainConfig.from_dict(data)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise WorkbenchError(f"training config '{path}': 'base' must be a path string, got {base!r}")
+    merged = read_config_file(path.parent / base, (*_seen, path.resolve()))
+    for key, value in data.items():
+        if key in MERGED_SECTIONS and isinstance(value, dict):
+            merged[key] = {**merged.get(key, {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read a TOML or JSON training config (with its ``base`` chain); WorkbenchError with the reason if it is unreadable."""
+    return TrainConfig.from_dict(read_config_file(Path(path)))

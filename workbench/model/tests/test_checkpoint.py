@@ -238,6 +238,29 @@ def test_card_with_training_and_evaluation(tmp_path):
     assert "## Evaluation" in card and "| 8 | 4 | 50.0 | 75.0 | 3.0 | 100.0 | 2.0 / 3 |" in card
 
 
+def test_card_lists_further_evaluation_records_and_shows_the_plot(tmp_path):
+    folder = save_model(tiny_model(), tmp_path / "trained", extra={"training": training_record()})
+    (folder / EVAL_FILE).write_text(json.dumps(EVAL))
+    (folder / "eval.png").write_bytes(b"\x89PNG")
+    chains = {**EVAL, "command": "workbench eval --model tiny --recent 2", "sizes": [{**EVAL["sizes"][0], "n_nodes": 64}]}
+    (folder / "chains.json").write_text(json.dumps(chains))
+    (folder / "notes.json").write_text(json.dumps({"not": "an evaluation"}))
+    card = write_card(folder).read_text()
+    assert "![accuracy against N](eval.png)" in card
+    assert "### `chains`" in card and "--recent 2" in card and "| 64 | 4 | 50.0 |" in card
+    assert "### `notes`" not in card
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({}, "sampled teacher-forced steps"),
+    ({"latent": "continuous"}, "unrolled loop of depth + 1 steps"),
+    ({"recurrence": "feedforward", "supervision": "end_to_end"}, "one pass of 1 distinct blocks"),
+])
+def test_card_says_how_each_kind_of_model_was_trained(tmp_path, changes, fragment):
+    folder = save_model(tiny_model(replace(TINY, **changes)), tmp_path / "m", extra={"training": training_record()})
+    assert fragment in write_card(folder).read_text()
+
+
 def test_regenerating_the_card_keeps_the_notes_below_the_mark(saved):
     _, folder = saved
     card = write_card(folder).read_text()

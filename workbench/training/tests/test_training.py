@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -334,11 +335,54 @@ def test_toml_and_json_configs_load_to_the_same_config(tmp_path):
     assert TrainConfig.from_dict(json.loads(json.dumps(a.to_dict()))) == a
 
 
-def test_the_shipped_default_config_loads():
-    from pathlib import Path
+SHIPPED = sorted((Path(loop.__file__).resolve().parents[2] / "models").glob("*/train.toml"))
 
-    cfg = load_train_config(Path(loop.__file__).resolve().parents[2] / "models" / "default" / "train.toml")
-    assert cfg.name == "default" and cfg.total_steps == sum(p.steps for p in cfg.phases) > 0
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.parent.name for p in SHIPPED])
+def test_every_shipped_config_loads_and_names_its_folder(path):
+    cfg = load_train_config(path)
+    assert cfg.name == path.parent.name and cfg.total_steps == sum(p.steps for p in cfg.phases) > 0
+
+
+def test_the_ablations_share_the_default_recipe_and_change_only_their_mechanism():
+    root = SHIPPED[0].parents[1]
+    default = load_train_config(root / "default" / "train.toml")
+    changed = {"no-error-correction": {"corruption_prob": 0.0}, "continuous-latent": {"latent": "continuous", "corruption_prob": 0.0},
+               "end-to-end": {"latent": "continuous", "supervision": "end_to_end", "corruption_prob": 0.0},
+               "feedforward": {"recurrence": "feedforward", "n_layers": 8, "d_model": 64, "supervision": "end_to_end",
+                               "corruption_prob": 0.0}}
+    for name, diff in changed.items():
+        cfg = load_train_config(root / name / "train.toml")
+        assert cfg.phases == default.phases and cfg.total_steps == default.total_steps and cfg.task == default.task
+        assert cfg.lr == default.lr and cfg.batch_graphs == default.batch_graphs and cfg.seed == default.seed
+        model = cfg.model.to_dict()
+        assert {k: v for k, v in model.items() if v != default.model.to_dict()[k]} == {
+            k: v for k, v in diff.items() if default.model.to_dict()[k] != v}
+
+
+def test_a_derived_config_amends_model_and_task_and_replaces_other_keys(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "run.toml").write_text(TOML)
+    (tmp_path / "derived.toml").write_text('base = "base/run.toml"\nname = "derived"\nbatch_graphs = 8\n'
+                                           '[model]\nlatent = "continuous"\n[task]\nn_names = 24\n'
+                                           '[[phases]]\nname = "only"\nsteps = 7\n')
+    base, derived = load_train_config(tmp_path / "base" / "run.toml"), load_train_config(tmp_path / "derived.toml")
+    assert derived.name == "derived" and derived.batch_graphs == 8 and derived.eval_sizes == base.eval_sizes
+    assert derived.model.latent == "continuous" and derived.model.d_model == base.model.d_model == 16
+    assert derived.task.n_names == 24 and derived.task.modulus == base.task.modulus == 5
+    assert [p.name for p in derived.phases] == ["only"] and derived.total_steps == 7
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('base = "missing.toml"\nname = "x"\n', "does not exist"),
+    ('base = 3\nname = "x"\n', "'base' must be a path string"),
+    ('base = "self.toml"\nname = "x"\n', "is its own base"),
+])
+def test_a_bad_base_is_a_one_line_user_error(tmp_path, text, fragment):
+    (tmp_path / "self.toml").write_text(text)
+    with pytest.raises(WorkbenchError, match=fragment) as err:
+        load_train_config(tmp_path / "self.toml")
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("edit, fragment", [
