@@ -81,3 +81,44 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(model_dir, tmp_path, capsys,
     assert code == 2
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and words in err
     assert not list(tmp_path.glob("*.json"))
+
+
+# --- the independent check ------------------------------------------------------------------------------
+
+def test_independent_problems_follow_the_task_law_and_their_truth_is_right():
+    import random
+
+    check = script("independent_check.py")
+    text, truth, depth = check.make_problem(24, random.Random(0), None, 23)
+    lines = [line.split(" = ") for line in text.splitlines()]
+    assert len(lines) == 24 == len(truth) and sum(rhs.isdigit() for _, rhs in lines) == check.LEAVES
+    defined = dict(lines)
+    for name, rhs in lines:  # every right-hand side evaluates to the recorded value
+        parts = rhs.split(" + ")
+        assert 1 <= len(parts) <= 3 and len(set(parts)) == len(parts)
+        expect = int(rhs) if rhs.isdigit() else sum(truth[p] for p in parts) % 23
+        assert truth[name] == expect and all(p in defined for p in parts if not rhs.isdigit())
+    _, _, chain_depth = check.make_problem(40, random.Random(0), 1, 23)
+    assert chain_depth == 40 - check.LEAVES and depth < chain_depth  # recent=1: one long chain
+
+
+def test_independent_check_scores_through_workbench_solve_and_records_it(model_dir, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("WORKBENCH_DEVICE", "cpu")
+    folder = tmp_path / "tiny"
+    shutil.copytree(model_dir / "tiny", folder)
+    check = script("independent_check.py")
+    code, out, err = call(check, ["--model", folder, "--sizes", "8,10", "--count", "3", "--tag", "indep"], capsys)
+    assert code == 0, err
+    record = json.loads((folder / "indep.json").read_text())
+    assert [r["n_nodes"] for r in record["sizes"]] == [8, 10] and all(r["count"] == 3 for r in record["sizes"])
+    assert all(0 <= r["graph_acc"] <= r["node_acc"] <= 1 for r in record["sizes"]) and "--sizes 8,10" in record["command"]
+    assert "### `indep`" in (folder / "card.md").read_text() and "| 8 | 3 |" in out
+
+
+def test_independent_check_bad_tag_is_one_line_and_writes_nothing(model_dir, tmp_path, capsys):
+    check = script("independent_check.py")
+    code, _, err = call(check, ["--model", model_dir / "tiny", "--tag", "../x"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--tag" in err
+    assert not (model_dir / "x.json").exists() and not (model_dir / "tiny" / "card.md").exists()

@@ -1,0 +1,121 @@
+"""Check a model on problems generated independently of the workbench's own generator.
+
+The generator here is written from the task's description with the standard library only (no
+``workbench.task`` code): 6 leaves, then nodes with 1-3 distinct parents drawn uniformly among all
+earlier nodes (depth uncapped), or among the ``--recent`` latest ones (long chains). Problems use
+made-up identifiers, list their equations in a shuffled order, and reach the model only through the
+public contract: the text format in a ``.jsonl`` batch fed to ``workbench solve --json`` in a
+subprocess. Ground truth comes from this file's own evaluator, so a quirk of our generator, tokenizer
+or name map that the model had learned to lean on would show up here as a drop in accuracy.
+
+Writes ``independent.json`` (or ``--tag``) in the model folder, in the same record format as
+``workbench eval``, so the model card lists it.
+
+    python probes/independent_check.py --model default --sizes 8,16,...,128 --count 128
+    python probes/independent_check.py --model default --sizes 64 --recent 2 --tag independent-chains
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workbench.cli import parse_sizes, run_command  # noqa: E402  (the shared size syntax and error runner)
+
+LEAVES = 6
+
+
+def make_problem(n_nodes: int, rng: random.Random, recent: int | None, modulus: int) -> tuple[str, dict[str, int], int]:
+    """One problem mod ``modulus``: (text with shuffled lines, true value of every name, max depth)."""
+    names: set[str] = set()
+    while len(names) < n_nodes:  # made-up identifiers: letters, digits and underscores, 2-8 characters
+        first = rng.choice(string.ascii_letters)
+        names.add(first + "".join(rng.choices(string.ascii_lowercase + string.digits + "_", k=rng.randint(1, 7))))
+    order = rng.sample(sorted(names), n_nodes)
+    values: dict[str, int] = {}
+    depth: dict[str, int] = {}
+    lines = []
+    for i, name in enumerate(order):
+        if i < LEAVES:
+            values[name], depth[name] = rng.randrange(modulus), 0
+            lines.append(f"{name} = {values[name]}")
+            continue
+        pool = order[max(0, i - recent):i] if recent else order[:i]
+        parents = rng.sample(pool, min(rng.randint(1, 3), len(pool)))
+        values[name] = sum(values[p] for p in parents) % modulus
+        depth[name] = 1 + max(depth[p] for p in parents)
+        lines.append(f"{name} = {' + '.join(parents)}")
+    rng.shuffle(lines)
+    return "\n".join(lines), values, max(depth.values())
+
+
+def solve_batch(model: str, problems: list[str], batch_size: int) -> list[dict]:
+    """The model's answers through the public CLI (``workbench solve FILE.jsonl --json``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        batch = Path(tmp) / "batch.jsonl"
+        batch.write_text("".join(json.dumps({"id": str(i), "problem": p}) + "\n" for i, p in enumerate(problems)))
+        done = subprocess.run([sys.executable, "-m", "workbench.cli", "solve", str(batch), "--json", "--model", model,
+                               "--batch-size", str(batch_size)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise click.ClickException(f"workbench solve failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+    answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return sorted(answers, key=lambda a: int(a["id"]))
+
+
+@click.command()
+@click.option("--model", default="default", show_default=True, help="model name in models/ or a model folder")
+@click.option("--sizes", default="8,16,...,128", show_default=True, help="graph sizes: a list, or a,b,...,c")
+@click.option("--count", type=click.IntRange(1), default=128, show_default=True, help="problems per size")
+@click.option("--recent", type=click.IntRange(1), default=None, help="parents only among the RECENT latest nodes (deep chains)")
+@click.option("--seed", type=int, default=12345, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--tag", default="independent", show_default=True, help="record file stem in the model folder")
+def command(model: str, sizes: str, count: int, recent: int | None, seed: int, batch_size: int, tag: str) -> None:
+    """Accuracy on independently generated problems, fed through ``workbench solve``."""
+    from workbench.errors import WorkbenchError
+    from workbench.model.card import eval_table, write_card
+    from workbench.model.checkpoint import read_config, resolve_model, write_text_atomic
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", tag) or tag in ("config", "eval"):
+        raise WorkbenchError(f"--tag {tag!r} must be a plain file stem (letters, digits, . _ -) other than config and eval")
+    folder = resolve_model(model)
+    modulus = int(read_config(folder)["task"]["modulus"])  # the one fact taken from the model: its arithmetic
+    size_list = parse_sizes(sizes)
+    rng = random.Random(seed)
+    rows = []
+    with click.progressbar(size_list, label="independent check", item_show_func=lambda n: n and f"N={n}") as bar:
+        for n in bar:
+            made = [make_problem(n, rng, recent, modulus) for _ in range(count)]
+            answers = solve_batch(str(folder), [text for text, _, _ in made], batch_size)
+            exact = [a["values"] == truth for a, (_, truth, _) in zip(answers, made)]
+            nodes = [sum(a["values"].get(k) == v for k, v in truth.items()) / len(truth) for a, (_, truth, _) in zip(answers, made)]
+            depths = [d for _, _, d in made]
+            rows.append({"n_nodes": n, "count": count, "graph_acc": sum(exact) / count, "node_acc": sum(nodes) / count,
+                         "mean_iterations": sum(a["iterations"] for a in answers) / count,
+                         "converged": sum(a["converged"] for a in answers) / count,
+                         "mean_depth": sum(depths) / count, "max_depth": max(depths)})
+    command = (f"python probes/independent_check.py --model {model} --sizes {sizes} --count {count} --seed {seed}"
+               + (f" --recent {recent}" if recent else ""))
+    write_text_atomic(folder / f"{tag}.json", json.dumps({"model": folder.name, "command": command, "sizes": rows}, indent=2) + "\n")
+    write_card(folder)
+    click.echo(eval_table(rows))
+    click.echo(f"wrote {folder / (tag + '.json')}")
+
+
+def main(cmd: click.Command = command, argv: list[str] | None = None) -> None:
+    """Run the command; bad input is one line on stderr and exit code 2."""
+    run_command(cmd, argv, "independent_check.py", lambda exc: " (see 'python probes/independent_check.py --help')")
+
+
+if __name__ == "__main__":
+    main()
