@@ -68,3 +68,18 @@ def test_compare_command_prints_the_table(model_dir, tmp_path, call_cli):
     good = evaluated(model_dir, tmp_path, "default", 1, 1)
     result = call_cli("compare", "--models", str(good), "--out", str(tmp_path / "out"))
     assert result.code == 0 and "| **default** | 1 / 1 steps |" in result.out and (tmp_path / "out" / "zoo.png").exists()
+
+
+def test_a_recipe_without_a_model_is_listed_as_not_trained(model_dir, tmp_path, monkeypatch):
+    root = tmp_path / "models"
+    (root / "end-to-end").mkdir(parents=True)
+    (root / "end-to-end" / "train.toml").write_text('base = "../default/train.toml"\n')
+    shutil.copytree(evaluated(model_dir, tmp_path, "default", 2, 2), root / "default")
+    monkeypatch.setenv("WORKBENCH_MODELS", str(root))
+    entry = load_entry("end-to-end")
+    assert entry.rows == [] and not entry.finished and entry.paper_label == "E2E Recurrent"
+    paths = write_comparison(["default", "end-to-end"], tmp_path / "out")
+    text = paths[0].read_text()
+    assert "| **end-to-end** | **not trained yet** | – |" in text and "| paper: E2E Recurrent |" in text
+    with pytest.raises(WorkbenchError, match="unknown model 'nothing'"):
+        load_entry("nothing")

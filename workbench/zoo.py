@@ -48,8 +48,24 @@ class ZooEntry:
         return 100 * hit[0]["graph_acc"] if hit else None
 
 
+def pending_entry(name: str) -> ZooEntry | None:
+    """A zoo member whose recipe is in ``models/<name>/train.toml`` but which has not been trained yet."""
+    from workbench.model.checkpoint import models_dir
+
+    folder = models_dir() / name
+    if "/" in name or not (folder / "train.toml").is_file() or (folder / CONFIG).is_file():
+        return None
+    return ZooEntry(name=name, rows=[], command=f"workbench train --config models/{name}/train.toml", steps=0,
+                    total_steps=None, wall_time_s=None, paper_label=ZOO.get(name))
+
+
 def load_entry(name: str) -> ZooEntry:
-    """A model folder's evaluation and training record; a clear error when it has not been evaluated."""
+    """A model folder's evaluation and training record; a clear error when it has not been evaluated.
+
+    A zoo member that is only a recipe so far (``train.toml``, no model) is listed as not trained."""
+    pending = pending_entry(name)
+    if pending is not None:
+        return pending
     folder = resolve_model(name)
     ev_path = folder / EVAL_FILE
     if not ev_path.is_file():
@@ -73,7 +89,8 @@ def comparison_table(entries: list[ZooEntry]) -> str:
     lines = [head, "|---|---|" + "---|" * len(sizes)]
     fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
     for e in entries:
-        status = (f"{e.steps:,} / {e.total_steps:,} steps" if e.steps is not None and e.total_steps else "no record")
+        status = (f"{e.steps:,} / {e.total_steps:,} steps" if e.steps is not None and e.total_steps
+                  else "**not trained yet**" if e.steps == 0 else "no record")
         if e.steps is not None and e.total_steps and not e.finished:
             status += " (**unfinished**)"
         lines.append(f"| **{e.name}** | {status} | " + " | ".join(fmt(e.accuracy_at(n)) for n in sizes) + " |")
@@ -92,8 +109,8 @@ def write_comparison(names: list[str], out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paper = tuple(dict.fromkeys(e.paper_label for e in entries if e.paper_label))
-    curves = {(e.name if e.finished else f"{e.name} (step {e.steps:,})"): e.rows for e in entries}
-    counts = sorted({r["count"] for e in entries for r in e.rows})
+    curves = {(e.name if e.finished else f"{e.name} (step {e.steps:,})"): e.rows for e in entries if e.rows}
+    counts = sorted({r["count"] for e in entries for r in e.rows}) or [0]
     text = ["# The zoo: % of graphs fully solved against graph size N", "",
             "Each model was trained on graphs of N <= 32 (depth <= 6) and evaluated free-running until its "
             "state stops changing (no oracle step count), on fresh graphs of uncapped depth "
@@ -101,7 +118,7 @@ def write_comparison(names: list[str], out: str | Path) -> list[Path]:
             "had the full method's step budget and are not a fair comparison yet. Regenerate with "
             f"`workbench compare --models {','.join(names)} --out {out.as_posix()}`.", "",
             "![accuracy against N](zoo.png)", "", comparison_table(entries), "",
-            "Evaluation commands:", "", *[f"- `{e.command}`" for e in entries], ""]
+            "Evaluation commands:", "", *[f"- `{e.command}`" for e in entries if e.rows], ""]
     write_text_atomic(out / "zoo.md", "\n".join(text))
     save_accuracy_png(curves, out / "zoo.png", paper=paper)
     accuracy_figure(curves, paper=paper).write_html(out / "zoo.html", include_plotlyjs="cdn")
