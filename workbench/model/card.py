@@ -61,8 +61,8 @@ def render_card(folder: str | Path) -> str:
         cfg = training["config"]
         status = [] if training.get("finished", True) else [
             f"**Training is still in progress**: this export is the checkpoint at step {training['steps']} of "
-            f"{training.get('total_steps')} (phase `{training.get('last_phase')}`; the phases after it, error "
-            f"correction included, have not run yet); resume it with "
+            f"{training.get('total_steps')} (phase `{training.get('last_phase')}`; the phases after it "
+            f"have not run yet); resume it with "
             f"`workbench train --config {shown}/train.toml --resume`.", ""]
         out += ["## Training", "", *status,
                 f"- steps: {training['steps']}, tokens: {training['tokens']:,}, wall time: {training['wall_time_s'] / 60:.1f} min",
