@@ -128,6 +128,8 @@ def _default_finished() -> bool:
 
 
 @pytest.mark.skipif(not _default_finished(), reason="models/default is not fully trained yet (no error-correction phase)")
+@pytest.mark.xfail(strict=True, reason="finding (model card, note 8): the shipped default's error-correction phase did not "
+                   "teach repair; it recovers 37.5% of these graphs. Strict: this fails loudly once a retrained default repairs")
 def test_the_trained_model_repairs_an_injected_error():
     from workbench.hooks import load_hooked
     from workbench.task.graphs import sample_graphs
