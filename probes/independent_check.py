@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import string
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workbench.cli import parse_sizes, run_command  # noqa: E402  (the shared size syntax and error runner)
+from workbench.cli import check_tag, parse_sizes, run_command  # noqa: E402  (shared with the workbench command)
 
 LEAVES = 6
 
@@ -82,12 +81,10 @@ def solve_batch(model: str, problems: list[str], batch_size: int) -> list[dict]:
 @click.option("--tag", default="independent", show_default=True, help="record file stem in the model folder")
 def command(model: str, sizes: str, count: int, recent: int | None, seed: int, batch_size: int, tag: str) -> None:
     """Accuracy on independently generated problems, fed through ``workbench solve``."""
-    from workbench.errors import WorkbenchError
     from workbench.model.card import eval_table, write_card
     from workbench.model.checkpoint import read_config, resolve_model, write_text_atomic
 
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", tag) or tag in ("config", "eval"):
-        raise WorkbenchError(f"--tag {tag!r} must be a plain file stem (letters, digits, . _ -) other than config and eval")
+    check_tag(tag, reserved=("config", "eval"))
     folder = resolve_model(model)
     modulus = int(read_config(folder)["task"]["modulus"])  # the one fact taken from the model: its arithmetic
     size_list = parse_sizes(sizes)

@@ -35,8 +35,8 @@ def test_every_zoo_model_maps_to_a_curve_of_the_paper():
 
 
 def test_table_has_our_rows_then_the_matching_paper_rows_and_flags_unfinished_runs():
-    done = ZooEntry("default", ROWS, "cmd", 10, 10, 1.0, ZOO["default"])
-    partial = ZooEntry("feedforward", ROWS, "cmd", 4, 10, 1.0, ZOO["feedforward"])
+    done = ZooEntry("default", ROWS, "cmd", 10, 10, ZOO["default"])
+    partial = ZooEntry("feedforward", ROWS, "cmd", 4, 10, ZOO["feedforward"])
     table = comparison_table([done, partial]).splitlines()
     assert table[0].startswith("| model | training | N=8 | N=16 |") and "N=128" in table[0]
     assert table[2].startswith("| **default** | 10 / 10 steps | 100.0 | – |")

@@ -41,6 +41,14 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
+def check_tag(tag: str, *, reserved: tuple[str, ...] = ("config",)) -> str:
+    """A record's file stem in a model folder: plain characters, never one of the folder's own files."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", tag) or tag in reserved:
+        taken = f" other than {' and '.join(reserved)}" if reserved else ""
+        raise WorkbenchError(f"--tag {tag!r} must be a plain file stem (letters, digits, . _ -){taken}")
+    return tag
+
+
 def read_input(path: str) -> str:
     """Text of FILE, or of stdin for ``-``."""
     if path == "-":
@@ -210,8 +218,7 @@ def evaluate(model_name: str, sizes: str, count: int, seed: int, batch_size: int
     from workbench.model.checkpoint import load_model, write_text_atomic
     from workbench.plots.generalization import accuracy_figure, save_accuracy_png
 
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", tag):
-        raise WorkbenchError(f"--tag {tag!r} must be a plain file stem (letters, digits, . _ -)")
+    check_tag(tag)  # "config" would overwrite the model's config.json
     size_list = parse_sizes(sizes)
     model = load_model(model_name)
     if max(size_list) > model.task.n_names:

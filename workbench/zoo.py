@@ -13,7 +13,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.model.card import EVAL_FILE
-from workbench.model.checkpoint import CONFIG, resolve_model
+from workbench.model.checkpoint import CONFIG, models_dir, read_config, resolve_model
 from workbench.paper import PAPER_ACCURACY, PAPER_SIZES
 
 #: our zoo and the paper's row each one corresponds to (None: no curve in the paper's figure)
@@ -35,7 +35,6 @@ class ZooEntry:
     command: str                     # the eval command that produced them
     steps: int | None                # training steps done (None: no training record)
     total_steps: int | None          # steps the recipe asks for
-    wall_time_s: float | None
     paper_label: str | None
 
     @property
@@ -50,13 +49,11 @@ class ZooEntry:
 
 def pending_entry(name: str) -> ZooEntry | None:
     """A zoo member whose recipe is in ``models/<name>/train.toml`` but which has not been trained yet."""
-    from workbench.model.checkpoint import models_dir
-
     folder = models_dir() / name
     if "/" in name or not (folder / "train.toml").is_file() or (folder / CONFIG).is_file():
         return None
     return ZooEntry(name=name, rows=[], command=f"workbench train --config models/{name}/train.toml", steps=0,
-                    total_steps=None, wall_time_s=None, paper_label=ZOO.get(name))
+                    total_steps=None, paper_label=ZOO.get(name))
 
 
 def load_entry(name: str) -> ZooEntry:
@@ -70,16 +67,16 @@ def load_entry(name: str) -> ZooEntry:
     ev_path = folder / EVAL_FILE
     if not ev_path.is_file():
         raise WorkbenchError(f"model {name!r} has no {EVAL_FILE}; run 'workbench eval --model {name}' first")
+    meta = read_config(folder)
     try:
         ev = json.loads(ev_path.read_text())
-        meta = json.loads((folder / CONFIG).read_text())
         rows = list(ev["sizes"])
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise WorkbenchError(f"unreadable evaluation in {folder} ({exc}); rerun 'workbench eval --model {name}'") from None
     training = meta.get("training") or {}
-    return ZooEntry(name=meta.get("name", folder.name), rows=rows, command=ev.get("command", "workbench eval"),
-                    steps=training.get("steps"), total_steps=training.get("total_steps"),
-                    wall_time_s=training.get("wall_time_s"), paper_label=ZOO.get(meta.get("name", folder.name)))
+    model_name = meta.get("name", folder.name)
+    return ZooEntry(name=model_name, rows=rows, command=ev.get("command", "workbench eval"),
+                    steps=training.get("steps"), total_steps=training.get("total_steps"), paper_label=ZOO.get(model_name))
 
 
 def comparison_table(entries: list[ZooEntry]) -> str:

@@ -36,6 +36,15 @@ def phases_table(phases: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def training_mode(model: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """What one training example is, for each kind of model (the card's batch line)."""
+    if model.get("recurrence") == "feedforward":
+        return f"one pass of {model['n_layers']} distinct blocks, end to end"
+    if model.get("latent") == "discrete":
+        return f"{cfg['steps_per_graph']} sampled teacher-forced steps"
+    return f"an unrolled loop of depth + 1 steps (at most {cfg.get('unroll_cap')}), backpropagated through"
+
+
 def render_card(folder: str | Path) -> str:
     """The card's markdown for a model folder (does not write it)."""
     folder = Path(folder)
@@ -67,10 +76,7 @@ def render_card(folder: str | Path) -> str:
         out += ["## Training", "", *status,
                 f"- steps: {training['steps']}, tokens: {training['tokens']:,}, wall time: {training['wall_time_s'] / 60:.1f} min",
                 f"- hardware: {training['hardware']}",
-                f"- batch: {cfg['batch_graphs']} graphs x " + (
-                    f"{cfg['steps_per_graph']} sampled teacher-forced steps; " if model.get("recurrence") == "looped" and model.get("latent") == "discrete"
-                    else (f"one pass of {model['n_layers']} distinct blocks, end to end; " if model.get("recurrence") == "feedforward"
-                          else f"an unrolled loop of depth + 1 steps (at most {cfg.get('unroll_cap')}), backpropagated through; ")) +
+                f"- batch: {cfg['batch_graphs']} graphs x {training_mode(model, cfg)}; "
                 f"AdamW lr {cfg['lr']} (warm-up {cfg['warmup_steps']}), weight decay {cfg['weight_decay']}, "
                 f"value-loss weight {cfg['value_weight']}, seed {cfg['seed']}",
                 f"- reproduce: `workbench train --config {shown}/train.toml`", "",
