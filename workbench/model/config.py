@@ -9,7 +9,7 @@ from workbench.errors import WorkbenchError
 RECURRENCE = ("looped", "feedforward")
 LATENT = ("discrete", "continuous")
 SUPERVISION = ("algorithmic", "end_to_end")
-CORRUPTION_STRATEGY = ("frontier", "previous", "all_filled")
+CORRUPTION_STRATEGY = ("frontier", "previous", "all_filled", "onestep")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,7 +34,9 @@ class ModelConfig:
         at step 0 and only has to be sharpened, instead of being found from scratch.
     corruption_*: error-correction training; each training sequence is corrupted with probability
         ``corruption_prob``; each candidate value slot (chosen by ``corruption_strategy``) with
-        probability ``corruption_fraction`` gets a uniformly random wrong-or-right value.
+        probability ``corruption_fraction`` gets a uniformly random wrong-or-right value. ``onestep``
+        (depth <= t, a quarter of the filled ones erased) trains toward the one-step map of the
+        corrupted input instead of the clean teacher state; see ``workbench.training.batches``.
     """
 
     n_layers: int = 2

@@ -9,7 +9,7 @@ import torch
 
 from workbench.model.config import ModelConfig
 from workbench.task.config import TaskConfig
-from workbench.task.graphs import evaluate, sample_graphs
+from workbench.task.graphs import apply_op, evaluate, sample_graphs
 from workbench.task.tokens import TokenBatch, tokenize
 from workbench.task.vocab import F_VALUE, Vocab
 from workbench.training.config import Phase
@@ -41,24 +41,61 @@ def sample_phase(phase: Phase, task: TaskConfig, batch: int, rng: np.random.Gene
     return tokenize(graphs, Vocab.for_task(task))
 
 
+ERASE_SHARE = 0.25
+"""Strategy ``onestep``: the share of corrupted already-filled slots that are erased to EMPTY (a node
+the model failed to fill) instead of given a random value (a node it computed wrong)."""
+
+
 def corrupt(inputs: np.ndarray, tb: TokenBatch, step: np.ndarray, *, cfg: ModelConfig, prob: float,
             modulus: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Error-correction noise on the VALUE factor of teacher-forced inputs (targets stay clean).
+    """Error-correction noise on the VALUE factor of teacher-forced inputs.
 
     Each row is hit with probability ``prob``; in a hit row each candidate slot with probability
     ``cfg.corruption_fraction`` gets a value uniform on 0..modulus-1. Candidates by strategy:
     ``frontier`` (depth == t, the reference's), ``previous`` (depth == t-1, the paper's intent),
-    ``all_filled`` (depth < t: anything already written may be wrong).
+    ``all_filled`` (depth < t: anything already written may be wrong), and ``onestep`` (depth <= t:
+    written values may be wrong, a few are erased, the frontier may be filled early). The first three
+    keep clean targets; ``onestep`` pairs the noise with the one-step map of the noisy input
+    (``one_step_values``), so no target asks for something the input cannot determine.
     """
     if prob <= 0:
         return inputs, np.zeros(tb.depth.shape, dtype=bool)
     depth, t = tb.depth.astype(np.int64), step[:, None]
     candidates = {"frontier": depth == t, "previous": depth == t - 1,
-                  "all_filled": (depth >= 0) & (depth < t)}[cfg.corruption_strategy]
+                  "all_filled": (depth >= 0) & (depth < t), "onestep": (depth >= 0) & (depth <= t)}[cfg.corruption_strategy]
     hit = candidates & (rng.random(depth.shape) < cfg.corruption_fraction) & (rng.random((len(step), 1)) < prob)
+    noise = rng.integers(0, modulus, size=depth.shape)
+    if cfg.corruption_strategy == "onestep":
+        noise = np.where((depth < t) & (rng.random(depth.shape) < ERASE_SHARE), tb.vocab.empty, noise)
     out = inputs.copy()
-    out[..., F_VALUE] = np.where(hit, rng.integers(0, modulus, size=depth.shape), inputs[..., F_VALUE])
+    out[..., F_VALUE] = np.where(hit, noise, inputs[..., F_VALUE])
     return out, hit
+
+
+def one_step_values(tb: TokenBatch, inputs: np.ndarray, modulus: int) -> np.ndarray:
+    """VALUE factor [row, pos] of the exact one-step map applied to any state ``inputs`` [row, pos, factor].
+
+    A node is filled iff every operand is filled in ``inputs`` (leaves always are), with its equation
+    evaluated on the operands' values as they stand, wrong ones included. On a clean teacher state
+    t-1 this is the teacher state t; from ANY state, depth + 1 applications reach the solution, so a
+    model trained to follow it repairs its own mistakes by re-running the equations each loop.
+    """
+    g, empty = tb.graphs, tb.vocab.empty
+    rows = np.arange(tb.batch)[:, None]
+    node_ok = tb.rhs_pos >= 0  # [row, node]
+    node_value = np.where(node_ok, inputs[rows, np.maximum(tb.rhs_pos, 0), F_VALUE], empty)  # [row, node]
+    present = g.parents >= 0  # [row, node, 3]
+    operand = node_value[rows[..., None], np.maximum(g.parents, 0)]  # [row, node, 3]
+    leaf = g.leaf_value >= 0
+    ready = leaf | (present.any(-1) & (~present | (operand != empty)).all(-1))
+    acc = operand[..., 0]
+    for k in (1, 2):  # left fold over at most three operands
+        acc = np.where(present[..., k], apply_op(acc, operand[..., k], g.ops[..., k - 1], modulus), acc)
+    new_value = np.where(ready, np.where(leaf, g.leaf_value, acc), empty)  # [row, node]
+    out = inputs[..., F_VALUE].copy()
+    r, n = np.nonzero(node_ok)
+    out[r, tb.rhs_pos[r, n]] = new_value[r, n]
+    return out
 
 
 def tainted_frontier(tb: TokenBatch, hit: np.ndarray, step: np.ndarray) -> np.ndarray:
@@ -85,8 +122,13 @@ def teacher_forced_batch(tb: TokenBatch, *, steps_per_graph: int, cfg: ModelConf
     sub = tb.select(reps)
     step = rng.integers(0, sub.max_depth.astype(np.int64) + 2)  # [row] in 0..depth+1
     inputs, hit = corrupt(sub.state(step - 1), sub, step, cfg=cfg, prob=corruption_prob, modulus=modulus, rng=rng)
-    targets = sub.state(step)
-    valid = (np.arange(sub.max_len)[None, :] < sub.length[:, None]) & ~tainted_frontier(sub, hit, step)
+    valid = np.arange(sub.max_len)[None, :] < sub.length[:, None]
+    if cfg.corruption_strategy == "onestep":  # targets follow the noisy input: nothing to leave out
+        targets = inputs.copy()
+        targets[..., F_VALUE] = one_step_values(sub, inputs, modulus)
+    else:
+        targets = sub.state(step)
+        valid &= ~tainted_frontier(sub, hit, step)
     frontier = sub.depth == step[:, None]
     fan = sub.graphs.fan_in[np.arange(sub.batch)[:, None], np.maximum(sub.node, 0)]
     fan_in = np.where(sub.is_rhs, fan, -1)

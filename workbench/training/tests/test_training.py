@@ -19,7 +19,7 @@ from workbench.task.graphs import sample_graphs
 from workbench.task.tokens import tokenize
 from workbench.task.vocab import F_VALUE, Vocab
 from workbench.training import loop
-from workbench.training.batches import corrupt, tainted_frontier, teacher_forced_batch
+from workbench.training.batches import corrupt, one_step_values, tainted_frontier, teacher_forced_batch
 from workbench.training.config import Phase, TrainConfig, load_train_config
 from workbench.training.loop import train
 
@@ -276,6 +276,78 @@ def test_teacher_forced_targets_stay_clean_and_tainted_frontier_slots_leave_the_
     else:
         assert tainted.any() and (batch.frontier & batch.valid).any()
     assert batch.n_tokens == int((in_length & ~tainted).sum())
+
+
+def slow_one_step(tb, inputs: np.ndarray, modulus: int) -> np.ndarray:
+    """The one-step map by plain loops: fill a node iff its operands are filled, from their values as they stand."""
+    out = inputs[..., F_VALUE].copy()
+    empty = tb.vocab.empty
+    for b in range(tb.batch):
+        for node in range(int(tb.graphs.n_nodes[b])):
+            pos = tb.rhs_pos[b, node]
+            if tb.graphs.leaf_value[b, node] >= 0:
+                out[b, pos] = tb.graphs.leaf_value[b, node]
+                continue
+            parents = [p for p in tb.graphs.parents[b, node] if p >= 0]
+            values = [int(inputs[b, tb.rhs_pos[b, p], F_VALUE]) for p in parents]
+            if empty in values:
+                out[b, pos] = empty
+                continue
+            acc = values[0]
+            for k, v in enumerate(values[1:]):
+                op = tb.graphs.ops[b, node, k]
+                acc = (acc + v, acc - v, acc * v)[op] % modulus
+            out[b, pos] = acc
+    return out
+
+
+def test_one_step_map_of_a_clean_teacher_state_is_the_next_teacher_state():
+    tb = sampled_batch(seed=6)
+    for t in range(int(tb.max_depth.max()) + 2):
+        np.testing.assert_array_equal(one_step_values(tb, tb.state(t - 1), 5), tb.state(t)[..., F_VALUE])
+
+
+def test_one_step_map_matches_a_loop_on_corrupted_states_with_every_operation():
+    task = TaskConfig(modulus=7, n_names=24, operations=("+", "-", "*"))
+    graphs = sample_graphs(np.full(12, 14), 12, rng=np.random.default_rng(8), task=task, fan_in=(1, 2, 3))
+    tb = tokenize(graphs, Vocab.for_task(task))
+    rng = np.random.default_rng(9)
+    step = rng.integers(0, tb.max_depth.astype(np.int64) + 2)
+    cfg = ModelConfig(corruption_strategy="onestep", corruption_fraction=0.5)
+    inputs, hit = corrupt(tb.state(step - 1), tb, step, cfg=cfg, prob=1.0, modulus=7, rng=rng)
+    assert hit.any() and (inputs[..., F_VALUE] == tb.vocab.empty)[hit].any()  # some slots erased
+    assert (graphs.ops[graphs.ops >= 0] != 0).any()  # not only additions
+    np.testing.assert_array_equal(one_step_values(tb, inputs, 7), slow_one_step(tb, inputs, 7))
+
+
+def test_iterating_the_one_step_map_repairs_any_state_within_depth_plus_one_steps():
+    tb = sampled_batch(seed=10, batch=24)
+    rng = np.random.default_rng(11)
+    step = tb.max_depth.astype(np.int64) + 1  # corrupt a solved state anywhere
+    cfg = ModelConfig(corruption_strategy="onestep", corruption_fraction=0.6)
+    state, hit = corrupt(tb.state(step - 1), tb, step, cfg=cfg, prob=1.0, modulus=5, rng=rng)
+    assert (state[..., F_VALUE] != tb.solved()[..., F_VALUE]).any()
+    for _ in range(int(tb.max_depth.max()) + 1):
+        state = state.copy()
+        state[..., F_VALUE] = one_step_values(tb, state, 5)
+    np.testing.assert_array_equal(state, tb.solved())
+
+
+def test_onestep_corruption_trains_toward_the_map_of_the_noisy_input_on_every_slot():
+    tb = sampled_batch(seed=12)
+    cfg = ModelConfig(corruption_strategy="onestep", corruption_fraction=0.3)
+    batch = teacher_forced_batch(tb, steps_per_graph=2, cfg=cfg, corruption_prob=1.0, modulus=5,
+                                 rng=np.random.default_rng(13), device=CPU)
+    rng = np.random.default_rng(13)
+    sub = tb.select(np.repeat(np.arange(tb.batch), 2))
+    step = rng.integers(0, sub.max_depth.astype(np.int64) + 2)
+    inputs, hit = corrupt(sub.state(step - 1), sub, step, cfg=cfg, prob=1.0, modulus=5, rng=rng)
+    depth = sub.depth.astype(np.int64)
+    assert hit.any() and not (hit & ~((depth >= 0) & (depth <= step[:, None]))).any()
+    np.testing.assert_array_equal(batch.inputs.numpy(), inputs)
+    np.testing.assert_array_equal(batch.targets.numpy()[..., F_VALUE], slow_one_step(sub, inputs, 5))
+    assert (batch.targets.numpy() != sub.state(step)).any()  # some targets carry the noise forward
+    np.testing.assert_array_equal(batch.valid.numpy(), np.arange(sub.max_len)[None, :] < sub.length[:, None])
 
 
 def test_teacher_forced_pairs_without_corruption_are_consecutive_teacher_states():
