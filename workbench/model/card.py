@@ -45,6 +45,26 @@ def training_mode(model: dict[str, Any], cfg: dict[str, Any]) -> str:
     return f"an unrolled loop of depth + 1 steps (at most {cfg.get('unroll_cap')}), backpropagated through"
 
 
+def record_section(folder: Path, path: Path, *, main: bool = False) -> list[str]:
+    """Card lines for one evaluation record (``eval.json`` or another ``*.json`` with sizes and a command),
+    with its plot when one sits beside it; [] for JSON files that are not evaluation records."""
+    try:
+        ev = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return []
+    if not isinstance(ev, dict) or not isinstance(ev.get("sizes"), list) or not ev["sizes"] or ("command" not in ev and not main):
+        return []
+    how = ("depth uncapped, free-running until the discrete state stops changing (cap 2 x N steps), no oracle step count"
+           if main else "free-running until the state stops changing")
+    lines = [] if main else [f"### `{path.stem}`", ""]
+    lines += [f"`{ev.get('command', 'workbench eval')}`: {ev['sizes'][0]['count']} fresh graphs per N, {how}.", "",
+              eval_table(ev["sizes"]), ""]
+    plot = path.with_suffix(".png")
+    if plot.exists():
+        lines += [f"![{'accuracy against N' if main else path.stem}]({plot.name})", ""]
+    return lines
+
+
 def render_card(folder: str | Path) -> str:
     """The card's markdown for a model folder (does not write it)."""
     folder = Path(folder)
@@ -89,24 +109,10 @@ def render_card(folder: str | Path) -> str:
                 out.append(f"| {e['step']} | {e['phase']} | " + " | ".join(f"{100 * s['graph_acc']:.1f}" for s in e["sizes"]) + " |")
             out.append("")
     if (folder / EVAL_FILE).exists():
-        ev = json.loads((folder / EVAL_FILE).read_text())
-        out += ["## Evaluation", "",
-                f"`{ev.get('command', 'workbench eval')}`: {ev['sizes'][0]['count']} fresh graphs per N, depth uncapped, "
-                "free-running until the discrete state stops changing (cap 2 x N steps), no oracle step count.", "",
-                eval_table(ev["sizes"]), ""]
-        if (folder / "eval.png").exists():
-            out += ["![accuracy against N](eval.png)", ""]
+        out += ["## Evaluation", "", *record_section(folder, folder / EVAL_FILE, main=True)]
     for extra in sorted(folder.glob("*.json")):
-        if extra.name in (CONFIG, EVAL_FILE):
-            continue
-        try:
-            ev = json.loads(extra.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if not isinstance(ev, dict) or not isinstance(ev.get("sizes"), list) or "command" not in ev:
-            continue  # not an evaluation record
-        out += [f"### `{extra.stem}`", "", f"`{ev['command']}`: {ev['sizes'][0]['count']} fresh graphs per N, "
-                "free-running until the state stops changing.", "", eval_table(ev["sizes"]), ""]
+        if extra.name not in (CONFIG, EVAL_FILE):
+            out += record_section(folder, extra)
     out += ["## Hooks", "", "Hook names: `loop.{t}.blocks.{l}.attn.hook_pattern` and friends (see ARCHITECTURE.md).", ""]
     old = (folder / CARD).read_text() if (folder / CARD).exists() else ""
     notes = old.split(NOTES_MARK, 1)[1] if NOTES_MARK in old else "\n\n_No notes yet._\n"

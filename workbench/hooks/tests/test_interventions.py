@@ -128,18 +128,20 @@ def _default_finished() -> bool:
 
 
 @pytest.mark.skipif(not _default_finished(), reason="models/default is not fully trained yet (no error-correction phase)")
-@pytest.mark.xfail(strict=True, reason="finding (model card, note 8): the shipped default's error-correction phase did not "
-                   "teach repair; it recovers 37.5% of these graphs. Strict: this fails loudly once a retrained default repairs")
-def test_the_trained_model_repairs_an_injected_error():
+@pytest.mark.parametrize("n_nodes, step", [(12, 2), (24, 4)])
+def test_the_trained_model_repairs_an_injected_error(n_nodes, step):
+    """The shipped default was trained with one-step-map error correction (card, note 9): a wrong value
+    written into an already-solved node is recomputed on the next loop (the models trained with
+    clean-target corruption recovered 37.5% here, the dense one-step variant 44-69%)."""
     from workbench.hooks import load_hooked
     from workbench.task.graphs import sample_graphs
 
     hm = load_hooked("default", device="cpu")
-    graphs = sample_graphs(12, 16, rng=np.random.default_rng(0), task=hm.task)
-    inj = inject_corruption(hm, graphs, 2, count=1, seed=0)
+    graphs = sample_graphs(n_nodes, 16, rng=np.random.default_rng(0), task=hm.task)
+    inj = inject_corruption(hm, graphs, step, count=1, seed=0)
     solved = inj.clean.solved
-    assert solved.float().mean() >= 0.5
-    assert inj.recovered[solved].float().mean() >= 0.5
+    assert solved.float().mean() >= 0.9
+    assert inj.recovered[solved].float().mean() >= 0.9
 
 
 def test_patching_the_clean_state_restores_the_clean_run(model, problems):
