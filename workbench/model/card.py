@@ -25,11 +25,12 @@ def eval_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def phases_table(phases: list[dict[str, Any]]) -> str:
-    lines = ["| phase | steps | N | fan-in | modulus | leaf values | zero leaves | operand lookup | depth cap | corruption |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def phases_table(phases: list[dict[str, Any]], lr: float | None = None) -> str:
+    """Markdown table of the curriculum; ``lr`` is the run's rate, shown where a phase keeps it."""
+    lines = ["| phase | steps | lr | N | fan-in | modulus | leaf values | zero leaves | operand lookup | depth cap | corruption |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in phases:
-        lines.append(f"| {p['name']} | {p['steps']} | {p['nodes'][0]}-{p['nodes'][1]} | {','.join(map(str, p['fan_in']))} | "
+        lines.append(f"| {p['name']} | {p['steps']} | {p.get('lr') or lr} | {p['nodes'][0]}-{p['nodes'][1]} | {','.join(map(str, p['fan_in']))} | "
                      f"{p.get('modulus') or 'task'} | {p.get('leaf_values') or 'all'} | {p.get('zero_leaves', 0)} | "
                      f"{p.get('operand_lookup', 0)} | {p.get('depth_cap')} | "
                      f"{'model default' if p.get('corruption_prob') is None else p['corruption_prob']} |")
@@ -100,7 +101,7 @@ def render_card(folder: str | Path) -> str:
                 f"AdamW lr {cfg['lr']} (warm-up {cfg['warmup_steps']}), weight decay {cfg['weight_decay']}, "
                 f"value-loss weight {cfg['value_weight']}, seed {cfg['seed']}",
                 f"- reproduce: `workbench train --config {shown}/train.toml`", "",
-                phases_table(cfg["phases"]), ""]
+                phases_table(cfg["phases"], cfg.get("lr")), ""]
         if training.get("evals"):
             out += ["### Evaluations during training (free-running, until the state stops changing)", "",
                     "| step | phase | " + " | ".join(f"N={s['n_nodes']} % solved" for s in training["evals"][-1]["sizes"]) + " |",
