@@ -208,7 +208,7 @@ def test_weights_with_missing_tensors_do_not_fit_the_config(saved, tmp_path):
 # --- cards and info ----------------------------------------------------------------------------------
 
 def training_record() -> dict:
-    cfg = TrainConfig(name="tiny", model=TINY, task=TASK, phases=(Phase(name="warm", steps=3, nodes=(7, 8)),), eval_sizes=(8,))
+    cfg = TrainConfig(name="tiny", model=TINY, task=TASK, phases=(Phase(name="warm", steps=3, nodes=(7, 8)), Phase(name="cool", steps=2, nodes=(7, 8), lr=1e-4)), eval_sizes=(8,))
     return {"config": cfg.to_dict(), "steps": 3, "tokens": 1234, "wall_time_s": 12.0, "hardware": "test cpu",
             "evals": [{"step": 3, "phase": "warm", "sizes": [{"n_nodes": 8, "graph_acc": 0.25}]}]}
 
@@ -233,7 +233,8 @@ def test_card_with_training_and_evaluation(tmp_path):
     folder = save_model(tiny_model(), tmp_path / "trained", extra={"training": training_record()})
     (folder / EVAL_FILE).write_text(json.dumps(EVAL))
     card = write_card(folder).read_text()
-    assert "## Training" in card and "tokens: 1,234" in card and "| warm | 3 | 7-8 |" in card
+    assert "## Training" in card and "tokens: 1,234" in card and "| warm | 3 | 0.001 | 7-8 |" in card
+    assert "| cool | 2 | 0.0001 | 7-8 |" in card  # a phase's own rate, else the run's
     assert "### Evaluations during training" in card and "| 3 | warm | 25.0 |" in card
     assert "## Evaluation" in card and "| 8 | 4 | 50.0 | 75.0 | 3.0 | 100.0 | 2.0 / 3 |" in card
 
