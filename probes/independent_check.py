@@ -81,8 +81,8 @@ def solve_batch(model: str, problems: list[str], batch_size: int) -> list[dict]:
 @click.option("--tag", default="independent", show_default=True, help="record file stem in the model folder")
 def command(model: str, sizes: str, count: int, recent: int | None, seed: int, batch_size: int, tag: str) -> None:
     """Accuracy on independently generated problems, fed through ``workbench solve``."""
-    from workbench.model.card import eval_table, write_card
-    from workbench.model.checkpoint import read_config, resolve_model, write_text_atomic
+    from workbench.model.card import eval_table, write_eval_record
+    from workbench.model.checkpoint import read_config, resolve_model
 
     check_tag(tag, reserved=("config", "eval"))
     folder = resolve_model(model)
@@ -103,8 +103,7 @@ def command(model: str, sizes: str, count: int, recent: int | None, seed: int, b
                          "mean_depth": sum(depths) / count, "max_depth": max(depths)})
     command = (f"python probes/independent_check.py --model {model} --sizes {sizes} --count {count} --seed {seed}"
                + (f" --recent {recent}" if recent else ""))
-    write_text_atomic(folder / f"{tag}.json", json.dumps({"model": folder.name, "command": command, "sizes": rows}, indent=2) + "\n")
-    write_card(folder)
+    write_eval_record(folder, tag, folder.name, command, rows)
     click.echo(eval_table(rows))
     click.echo(f"wrote {folder / (tag + '.json')}")
 

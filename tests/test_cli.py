@@ -193,6 +193,9 @@ def test_eval_into_the_model_folder_updates_its_card(call_cli, model_dir, tmp_pa
     assert "## Evaluation" in (folder / "card.md").read_text()
     info = json.loads(call_cli("info", "--model", str(folder), "--json").out)
     assert [row["n_nodes"] for row in info["eval"]] == [8]
+    assert call_cli("eval", "--model", str(folder), "--sizes", "9", "--count", "2", "--tag", "chains").code == 0
+    card = (folder / "card.md").read_text()
+    assert "### `chains`" in card and "![chains](chains.png)" in card  # listed with its plot
 
 
 TRAIN_TOML = """\

@@ -214,8 +214,8 @@ def evaluate(model_name: str, sizes: str, count: int, seed: int, batch_size: int
              recent: int | None, out: str | None, tag: str) -> None:
     """Accuracy against graph size: a table on stdout, plus JSON and a plot (PNG and HTML)."""
     from workbench.evaluation import evaluate_sizes
-    from workbench.model.card import eval_table, write_card
-    from workbench.model.checkpoint import load_model, write_text_atomic
+    from workbench.model.card import eval_table, write_eval_record
+    from workbench.model.checkpoint import load_model
     from workbench.plots.generalization import accuracy_figure, save_accuracy_png
 
     check_tag(tag)  # "config" would overwrite the model's config.json
@@ -230,14 +230,13 @@ def evaluate(model_name: str, sizes: str, count: int, seed: int, batch_size: int
                                                     depth_cap=depth_cap, recent=recent)]
     command = f"workbench eval --model {model_name} --sizes {sizes} --count {count} --seed {seed}" + \
         (f" --depth-cap {depth_cap}" if depth_cap else "") + (f" --recent {recent}" if recent else "")
-    record = {"model": model.meta["name"], "command": command, "sizes": results}
-    write_text_atomic(folder / f"{tag}.json", json.dumps(record, indent=2) + "\n")
     curves = {model.meta["name"]: results}
     save_accuracy_png(curves, folder / f"{tag}.png")
     accuracy_figure(curves).write_html(folder / f"{tag}.html", include_plotlyjs="cdn")
+    # the plot first, so that the refreshed card shows it; the card only lives in the model's own folder
+    write_eval_record(folder, tag, model.meta["name"], command, results,
+                      card=folder.resolve() == Path(model.meta["path"]).resolve())
     click.echo(eval_table(results))
-    if tag == "eval" and folder.resolve() == Path(model.meta["path"]).resolve():
-        write_card(folder)
     click.echo(f"wrote {folder / (tag + '.json')}, {tag}.png, {tag}.html")
 
 

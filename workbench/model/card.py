@@ -120,6 +120,19 @@ def render_card(folder: str | Path) -> str:
     return "\n".join(out) + "\n" + NOTES_MARK + notes
 
 
+def write_eval_record(folder: str | Path, tag: str, model: str, command: str, rows: list[dict[str, Any]],
+                      *, card: bool = True) -> Path:
+    """Write an evaluation record ``TAG.json`` (the one format ``workbench eval`` and the independent
+    check share: model, the command that reproduces it, one row per size) and, when ``card``, refresh
+    the folder's card so the record is listed there."""
+    folder = Path(folder)
+    path = folder / f"{tag}.json"
+    write_text_atomic(path, json.dumps({"model": model, "command": command, "sizes": rows}, indent=2) + "\n")
+    if card:
+        write_card(folder)
+    return path
+
+
 def write_card(folder: str | Path) -> Path:
     """Regenerate ``card.md`` in a model folder, keeping its hand-written notes."""
     folder = Path(folder)
