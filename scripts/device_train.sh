@@ -14,7 +14,7 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 for m in "$@"; do
   [ -f "models/$m/train.toml" ] || { echo "models/$m/train.toml not found" >&2; exit 2; }
   resume=$([ -f "models/$m/run/checkpoint/state.json" ] && echo --resume)
-  timeout --signal=INT "$share" python3 -m workbench.cli train --config "models/$m/train.toml" $resume 2>&1 | tr '\r' '\n' | grep -v "it/s" | tail -5
+  timeout "$share" python3 -m workbench.cli train --config "models/$m/train.toml" $resume 2>&1 | tr '\r' '\n' | grep -v "it/s" | tail -5
   mkdir -p "$out/models/$m" && cp -r "models/$m/." "$out/models/$m/"
   python3 -c "import json; print('$m', json.load(open('models/$m/run/checkpoint/state.json'))['step'])"
 done
