@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from workbench.device import default_device
 from workbench.errors import WorkbenchError
-from workbench.model.checkpoint import replace_dir, save_model
+from workbench.model.checkpoint import replace_dir, save_model, write_text_atomic
 from workbench.model.layers import NO_TAP, Tap
 from workbench.model.looped import LoopedModel
 from workbench.task.tokens import TokenBatch
@@ -208,6 +208,17 @@ class Run:
         self.rng.bit_generator.state = state["rng"]
 
 
+def trim_log(path: Path, step: int) -> None:
+    """Drop the events logged after ``step``: a run killed between two checkpoints logged steps that
+    resuming from the earlier one redoes, and the log must not hold them twice."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    if len(kept) < len(lines):
+        write_text_atomic(path, "".join(kept))
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up to the phase's rate, then constant."""
     base = cfg.phase_at(step).lr or cfg.lr
@@ -269,6 +280,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
     run = Run(cfg, model, opt)
     if resume:
         run.load()
+        if dist_env.main:  # one writer under torchrun
+            trim_log(cfg.out_dir / "log.jsonl", run.step)
     elif export_only:
         raise WorkbenchError("--export-only needs --resume: it exports the run's last checkpoint")
     elif run.folder.exists():

@@ -116,7 +116,11 @@ def test_resuming_from_a_checkpoint_gives_the_same_weights_as_one_run(tmp_path, 
     train(straight, progress=False, device=CPU)
     train_until_killed(resumed, k, monkeypatch)
     assert json.loads((resumed.out_dir / "checkpoint" / "state.json").read_text())["step"] == k
+    with (resumed.out_dir / "log.jsonl").open("a") as log:  # killed after logging a step past the checkpoint
+        log.write(json.dumps({"event": "train", "step": k + 1, "loss": 0.0}) + "\n")
     train(resumed, resume=True, progress=False, device=CPU)
+    steps = lambda c: [(e["event"], e["step"]) for e in map(json.loads, (c.out_dir / "log.jsonl").read_text().splitlines())]  # noqa: E731
+    assert steps(resumed) == steps(straight)  # the orphan step was dropped, nothing logged twice
     a = load_file(str(straight.export_dir / WEIGHTS))
     b = load_file(str(resumed.export_dir / WEIGHTS))
     assert a.keys() == b.keys()
