@@ -46,7 +46,7 @@ def training_mode(model: dict[str, Any], cfg: dict[str, Any]) -> str:
     return f"an unrolled loop of depth + 1 steps (at most {cfg.get('unroll_cap')}), backpropagated through"
 
 
-def record_section(folder: Path, path: Path, *, main: bool = False) -> list[str]:
+def record_section(path: Path, *, main: bool = False) -> list[str]:
     """Card lines for one evaluation record (``eval.json`` or another ``*.json`` with sizes and a command),
     with its plot when one sits beside it; [] for JSON files that are not evaluation records."""
     try:
@@ -110,10 +110,10 @@ def render_card(folder: str | Path) -> str:
                 out.append(f"| {e['step']} | {e['phase']} | " + " | ".join(f"{100 * s['graph_acc']:.1f}" for s in e["sizes"]) + " |")
             out.append("")
     if (folder / EVAL_FILE).exists():
-        out += ["## Evaluation", "", *record_section(folder, folder / EVAL_FILE, main=True)]
+        out += ["## Evaluation", "", *record_section(folder / EVAL_FILE, main=True)]
     for extra in sorted(folder.glob("*.json")):
         if extra.name not in (CONFIG, EVAL_FILE):
-            out += record_section(folder, extra)
+            out += record_section(extra)
     out += ["## Hooks", "", "Hook names: `loop.{t}.blocks.{l}.attn.hook_pattern` and friends (see ARCHITECTURE.md).", ""]
     old = (folder / CARD).read_text() if (folder / CARD).exists() else ""
     notes = old.split(NOTES_MARK, 1)[1] if NOTES_MARK in old else "\n\n_No notes yet._\n"

@@ -278,10 +278,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
     model = LoopedModel(cfg.model, cfg.task).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     run = Run(cfg, model, opt)
+    log_path = cfg.out_dir / "log.jsonl"
     if resume:
         run.load()
         if dist_env.main:  # one writer under torchrun
-            trim_log(cfg.out_dir / "log.jsonl", run.step)
+            trim_log(log_path, run.step)
     elif export_only:
         raise WorkbenchError("--export-only needs --resume: it exports the run's last checkpoint")
     elif run.folder.exists():
@@ -291,7 +292,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
             raise WorkbenchError(f"config {cfg.name!r} sets no 'export' folder")
         return export(run)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = cfg.out_dir / "log.jsonl"
     bar = tqdm(total=cfg.total_steps, initial=run.step, disable=not (progress and dist_env.main),
                desc=f"train {cfg.name}", dynamic_ncols=True)
     window: list[dict[str, float]] = []
