@@ -111,6 +111,19 @@ def tainted_frontier(tb: TokenBatch, hit: np.ndarray, step: np.ndarray) -> np.nd
     return out & (tb.depth == step[:, None])
 
 
+def operand_values(tb: TokenBatch, state: np.ndarray) -> np.ndarray:
+    """[row, pos] the VALUE code that ``state`` [row, pos, factor] holds at the defining slot of the
+    variable named at each operand occurrence (EMPTY where not yet computed); -1 at every other position.
+
+    The target of the operand-lookup auxiliary loss: after the first block, every occurrence of a name
+    should carry its value, read by content from the name's defining equation.
+    """
+    rows = np.arange(tb.batch)[:, None]
+    is_operand = (tb.node >= 0) & ~tb.is_rhs
+    def_pos = tb.rhs_pos[rows, np.maximum(tb.node, 0)]  # [row, pos] defining slot of the name here
+    return np.where(is_operand, state[rows, def_pos, F_VALUE], -1)
+
+
 def teacher_forced_batch(tb: TokenBatch, *, steps_per_graph: int, cfg: ModelConfig, corruption_prob: float,
                          modulus: int, rng: np.random.Generator, device: torch.device) -> StepBatch:
     """Pairs (state t-1 -> state t) for ``steps_per_graph`` random steps t in 0..depth+1 per graph.
@@ -132,10 +145,7 @@ def teacher_forced_batch(tb: TokenBatch, *, steps_per_graph: int, cfg: ModelConf
     frontier = sub.depth == step[:, None]
     fan = sub.graphs.fan_in[np.arange(sub.batch)[:, None], np.maximum(sub.node, 0)]
     fan_in = np.where(sub.is_rhs, fan, -1)
-    rows = np.arange(sub.batch)[:, None]
-    is_operand = (sub.node >= 0) & ~sub.is_rhs
-    def_pos = sub.rhs_pos[rows, np.maximum(sub.node, 0)]  # [row, pos] defining slot of the name here
-    operand_value = np.where(is_operand, inputs[rows, def_pos, F_VALUE], -1)
+    operand_value = operand_values(sub, inputs)
     as_t = lambda a, dtype=torch.long: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)  # noqa: E731
     return StepBatch(as_t(inputs), as_t(targets), as_t(valid, torch.bool), as_t(frontier, torch.bool),
                      as_t(fan_in), int(valid.sum()), as_t(operand_value))

@@ -30,7 +30,7 @@ from workbench.model.layers import NO_TAP, Tap
 from workbench.model.looped import LoopedModel
 from workbench.task.tokens import TokenBatch
 from workbench.task.vocab import F_VALUE
-from workbench.training.batches import StepBatch, sample_phase, teacher_forced_batch
+from workbench.training.batches import StepBatch, operand_values, sample_phase, teacher_forced_batch
 from workbench.training.config import TrainConfig
 
 CHECKPOINT = "checkpoint"
@@ -109,26 +109,49 @@ def operand_lookup_loss(model: LoopedModel, resid: torch.Tensor, operand_value: 
     return F.cross_entropy(logits, operand_value[where])
 
 
-def unrolled_loss(net: nn.Module, model: LoopedModel, tb: TokenBatch, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, dict]:
+def unrolled_loss(net: nn.Module, model: LoopedModel, tb: TokenBatch, cfg: TrainConfig, device: torch.device,
+                  operand_lookup: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Loss with backpropagation through the loop: continuous-latent and feedforward models.
 
     Looped continuous models run depth+1 steps (capped at ``unroll_cap``) from the input state;
     algorithmic supervision scores every step against its teacher state, end-to-end only the last
     against the solved state. A feedforward model makes one pass and is scored against the solved state.
+
+    ``operand_lookup`` > 0 adds the default's auxiliary loss (the content lookup name -> value after
+    the first block) so that an ablation differs from the full method in its one mechanism, not in
+    the curriculum. Algorithmic supervision asks it at every step against the teacher state the step
+    starts from, exactly as teacher forcing does. Models without intermediate supervision (end-to-end,
+    feedforward) get it only on the first step, for operands whose value the input shows (the
+    constants of leaves): asking more would hand them the intermediate states they go without.
     """
     as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=torch.long)  # noqa: E731
     valid = as_t(np.arange(tb.max_len)[None, :] < tb.length[:, None]).bool()
     rhs = as_t(tb.is_rhs).bool()
     depth = int(tb.max_depth.max())
     n_steps = 1 if not model.cfg.looped else min(depth + 1, cfg.unroll_cap)
-    per_step = net(as_t(tb.state(-1)), n_steps)
+    stepwise = model.cfg.supervision != "end_to_end" and model.cfg.looped
+    if operand_lookup > 0:
+        per_step, captured = net(as_t(tb.state(-1)), n_steps, "blocks.0.hook_resid_post")
+    else:
+        per_step = net(as_t(tb.state(-1)), n_steps)
     final_target = as_t(tb.solved() if n_steps > depth or not model.cfg.looped else tb.state(n_steps - 1))
-    if model.cfg.supervision == "end_to_end" or not model.cfg.looped:
+    if not stepwise:
         total = factor_loss(per_step[-1], final_target, valid, rhs, cfg.value_weight)
     else:
         total = sum(factor_loss(lg, as_t(tb.state(t)), valid, rhs, cfg.value_weight) for t, lg in enumerate(per_step)) / n_steps
     right = (per_step[-1][F_VALUE].argmax(-1) == final_target[..., F_VALUE])[rhs]
-    return total, {"token_acc": float(right.float().mean()), "frontier_acc": float(right.float().mean())}
+    metrics = {"token_acc": float(right.float().mean()), "frontier_acc": float(right.float().mean())}
+    if operand_lookup > 0:
+        if stepwise:
+            lookup = sum(operand_lookup_loss(model, resid, as_t(operand_values(tb, tb.state(t - 1))))
+                         for t, resid in enumerate(captured)) / len(captured)
+        else:
+            shown = operand_values(tb, tb.state(0))  # state 0 holds exactly the leaves, whose constants the input shows
+            shown = np.where(shown == tb.vocab.empty, -1, shown)  # inner nodes: nothing to ask for
+            lookup = operand_lookup_loss(model, captured[0], as_t(shown))
+        total = total + operand_lookup * lookup
+        metrics["lookup_loss"] = float(lookup.detach())
+    return total, metrics
 
 
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -313,7 +336,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
         tb = sample_phase(phase, cfg.task, cfg.batch_graphs * dist_env.world, run.rng)
         if unrolled:
             local = tb.select(mine) if dist_env.world > 1 else tb
-            loss, metrics = unrolled_loss(net, model, local, cfg, device)
+            loss, metrics = unrolled_loss(net, model, local, cfg, device, phase.operand_lookup)
             n_tokens = int(tb.length.sum())
         else:
             prob = phase.corruption_prob if phase.corruption_prob is not None else model.cfg.corruption_prob

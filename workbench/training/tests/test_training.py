@@ -19,7 +19,7 @@ from workbench.task.graphs import sample_graphs
 from workbench.task.tokens import tokenize
 from workbench.task.vocab import F_VALUE, Vocab
 from workbench.training import loop
-from workbench.training.batches import corrupt, one_step_values, tainted_frontier, teacher_forced_batch
+from workbench.training.batches import corrupt, one_step_values, operand_values, tainted_frontier, teacher_forced_batch
 from workbench.training.config import Phase, TrainConfig, load_train_config
 from workbench.training.loop import train
 
@@ -174,10 +174,56 @@ def test_resume_of_a_finished_run_only_exports(tmp_path):
 ], ids=["continuous", "feedforward", "continuous-end-to-end", "feedforward-end-to-end", "error-correction"])
 def test_every_mechanism_trains_a_few_steps(tmp_path, model):
     cfg = tiny_config(tmp_path, model=model, phases=(Phase(name="a", steps=2, nodes=(7, 9), depth_cap=None),
-                                                     Phase(name="b", steps=1, nodes=(7, 8), corruption_prob=0.5)))
+                                                     Phase(name="b", steps=1, nodes=(7, 8), corruption_prob=0.5),
+                                                     Phase(name="c", steps=1, nodes=(7, 9), operand_lookup=1.0)))
     folder = train(cfg, progress=False, device=CPU)
     assert load_model(folder, device="cpu").cfg == model
-    assert all(np.isfinite(line["loss"]) for line in log_lines(cfg))
+    lines = log_lines(cfg)
+    assert all(np.isfinite(line["loss"]) for line in lines)
+    assert [("lookup_loss" in line) for line in lines] == [False, False, False, True]  # only where the phase asks
+
+
+def test_operand_values_read_each_names_defining_slot():
+    tb = sampled_batch(3)
+    state = tb.state(1)
+    got = operand_values(tb, state)
+    for b in range(tb.batch):
+        for pos in range(tb.max_len):
+            node = tb.node[b, pos]
+            want = state[b, tb.rhs_pos[b, node], F_VALUE] if node >= 0 and not tb.is_rhs[b, pos] else -1
+            assert got[b, pos] == want
+
+
+@pytest.mark.parametrize("model", [
+    replace(TINY, latent="continuous"),
+    replace(TINY, latent="continuous", supervision="end_to_end"),
+    replace(TINY, recurrence="feedforward", supervision="end_to_end", n_layers=2),
+], ids=["continuous", "continuous-end-to-end", "feedforward"])
+def test_unrolled_lookup_targets_only_what_the_supervision_may_know(model, monkeypatch):
+    """Stepwise supervision: every step against the teacher state it starts from; end to end: the first
+    step only, and only operands whose value the input shows (leaves), never an intermediate value."""
+    from workbench.model.looped import LoopedModel
+
+    torch.manual_seed(0)
+    net = LoopedModel(model, TASK)
+    graphs = sample_graphs(np.full(4, 9), 4, rng=np.random.default_rng(1), task=TASK, fan_in=(1, 2))
+    tb = tokenize(graphs, Vocab.for_task(TASK))
+    seen: list[torch.Tensor] = []
+    real = loop.operand_lookup_loss
+    monkeypatch.setattr(loop, "operand_lookup_loss", lambda m, resid, target: seen.append(target) or real(m, resid, target))
+    cfg = tiny_config(Path("."), model=model)
+    loss, metrics = loop.unrolled_loss(loop.Unroll(net), net, tb, cfg, CPU, operand_lookup=1.0)
+    loss.backward()
+    assert np.isfinite(metrics["lookup_loss"])
+    if model.supervision == "algorithmic":
+        assert len(seen) == min(int(tb.max_depth.max()) + 1, cfg.unroll_cap)
+        for t, target in enumerate(seen):
+            assert np.array_equal(target.numpy(), operand_values(tb, tb.state(t - 1)))
+    else:
+        (target,) = seen
+        shown = target.numpy()
+        leaf_defined = (tb.node >= 0) & ~tb.is_rhs & (tb.graphs.leaf_value[np.arange(4)[:, None], np.maximum(tb.node, 0)] >= 0)
+        assert np.array_equal(shown >= 0, leaf_defined) and (shown != tb.vocab.empty).all()
 
 
 def test_training_changes_the_weights(tmp_path):
