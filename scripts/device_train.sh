@@ -13,6 +13,7 @@ budget=${1:?seconds of training}; shift
 [ $# -ge 1 ] || { echo "name at least one model folder under models/" >&2; exit 2; }
 out=${OUT:-/tmp/device-out}
 mkdir -p "$out"
+threads=$(( $(nproc) / $# )); [ "$threads" -ge 1 ] || threads=1   # the machine's cores, split between the runs
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 for m in "$@"; do
@@ -20,12 +21,12 @@ for m in "$@"; do
 done
 for m in "$@"; do
   resume=$([ -f "models/$m/run/checkpoint/state.json" ] && echo --resume)
-  (timeout "$budget" python3 -m workbench.cli train --config "models/$m/train.toml" $resume --threads 4 \
-     > "$out/$m.log" 2>&1; echo "$m exit $?" >> "$out/$m.log") &
+  (timeout "$budget" python3 -m workbench.cli train --config "models/$m/train.toml" $resume --threads "$threads" \
+     > "$out/$m.log" 2>&1; printf "\n%s exit %s\n" "$m" $? >> "$out/$m.log") &
 done
 wait
 for m in "$@"; do
-  tr '\r' '\n' < "$out/$m.log" | grep -v "it/s\]$" | tail -4
+  tr '\r' '\n' < "$out/$m.log" | grep -v "^train $m: .*|" | tail -4   # what the run said, minus its progress bar
   python3 -c "import json; print('$m at step', json.load(open('models/$m/run/checkpoint/state.json'))['step'])"
   tar -cf "$out/$m.tar" "models/$m"
 done
