@@ -46,6 +46,23 @@ def training_mode(model: dict[str, Any], cfg: dict[str, Any]) -> str:
     return f"an unrolled loop of depth + 1 steps (at most {cfg.get('unroll_cap')}), backpropagated through"
 
 
+def hardware_line(training: dict[str, Any]) -> str:
+    """Where the steps ran: one machine, or each stretch of a run trained over several sittings
+    (neighbouring stretches on the same machine are merged)."""
+    merged: list[dict[str, Any]] = []
+    for st in training.get("stretches") or []:
+        if merged and merged[-1]["hardware"] == st["hardware"] and merged[-1]["steps"][1] == st["steps"][0]:
+            merged[-1] = {**st, "steps": [merged[-1]["steps"][0], st["steps"][1]],
+                          "wall_time_s": merged[-1]["wall_time_s"] + st["wall_time_s"]}
+        else:
+            merged.append(st)
+    if len(merged) <= 1:
+        return f"- hardware: {training['hardware']}"
+    parts = [f"steps {st['steps'][0]:,}-{st['steps'][1]:,} on {st['hardware'] or 'a machine not recorded'} "
+             f"({st['wall_time_s'] / 60:.1f} min)" for st in merged]
+    return "- hardware, by stretch of training: " + "; ".join(parts)
+
+
 def record_section(path: Path, *, main: bool = False) -> list[str]:
     """Card lines for one evaluation record (``eval.json`` or another ``*.json`` with sizes and a command),
     with its plot when one sits beside it; [] for JSON files that are not evaluation records."""
@@ -96,7 +113,7 @@ def render_card(folder: str | Path) -> str:
             f"`workbench train --config {shown}/train.toml --resume`.", ""]
         out += ["## Training", "", *status,
                 f"- steps: {training['steps']}, tokens: {training['tokens']:,}, wall time: {training['wall_time_s'] / 60:.1f} min",
-                f"- hardware: {training['hardware']}",
+                hardware_line(training),
                 f"- batch: {cfg['batch_graphs']} graphs x {training_mode(model, cfg)}; "
                 f"AdamW lr {cfg['lr']} (warm-up {cfg['warmup_steps']}), weight decay {cfg['weight_decay']}, "
                 f"value-loss weight {cfg['value_weight']}, seed {cfg['seed']}",

@@ -182,8 +182,22 @@ def same_weights_layout(saved: dict[str, Any], new: dict[str, Any]) -> bool:
     return strip(saved) == strip(new)
 
 
+def hardware(device: torch.device, world: int = 1) -> str:
+    """One line naming the machine that computes on ``device``: a run that spans sittings resumes on
+    whatever machine it gets, and its speed is only comparable between stretches on the same one."""
+    if device.type == "cuda":
+        where = f"{torch.cuda.get_device_name(device)} (cuda)"
+    else:
+        where = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} of {os.cpu_count()} cores (cpu)"
+    return where + (f" x {world} processes" if world > 1 else "") + f", torch {torch.__version__}"
+
+
 class Run:
-    """A training run's mutable state; ``save`` and ``load`` make it resumable."""
+    """A training run's mutable state; ``save`` and ``load`` make it resumable.
+
+    ``stretches`` records each uninterrupted stretch of training (its steps, wall time and machine),
+    so that a run trained over several sittings, partly on a GPU, says where each step ran.
+    """
 
     def __init__(self, cfg: TrainConfig, model: LoopedModel, opt: torch.optim.Optimizer) -> None:
         self.cfg, self.model, self.opt = cfg, model, opt
@@ -192,6 +206,25 @@ class Run:
         self.wall_time = 0.0
         self.rng = np.random.default_rng(cfg.seed)
         self.evals: list[dict[str, Any]] = []
+        self.stretches: list[dict[str, Any]] = []  # closed stretches, as loaded from the checkpoint
+        self._open: dict[str, Any] | None = None  # the stretch this process is training
+        self._open_wall0 = 0.0
+
+    def begin_stretch(self, machine: str) -> None:
+        """Start recording a stretch of training on ``machine`` from the current step. Steps from a
+        checkpoint written before stretches were recorded become one stretch of unknown hardware."""
+        if not self.stretches and self.step > 0:
+            self.stretches.append({"steps": [0, self.step], "wall_time_s": round(self.wall_time, 1), "hardware": None})
+        self._open = {"steps": [self.step, self.step], "wall_time_s": 0.0, "hardware": machine}
+        self._open_wall0 = self.wall_time
+
+    def all_stretches(self) -> list[dict[str, Any]]:
+        """The stretches so far, the open one brought up to the current step (dropped if empty)."""
+        out = [dict(st) for st in self.stretches]
+        if self._open is not None and self.step > self._open["steps"][0]:
+            out.append({**self._open, "steps": [self._open["steps"][0], self.step],
+                        "wall_time_s": round(self.wall_time - self._open_wall0, 1)})
+        return out
 
     @property
     def folder(self) -> Path:
@@ -207,7 +240,8 @@ class Run:
         tensors["rng.torch"] = torch.get_rng_state()
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         state = {"step": self.step, "tokens": self.tokens, "wall_time_s": self.wall_time, "evals": self.evals,
-                 "rng": self.rng.bit_generator.state, "optimizer": opt_meta, "config": self.cfg.to_dict()}
+                 "rng": self.rng.bit_generator.state, "optimizer": opt_meta, "config": self.cfg.to_dict(),
+                 "stretches": self.all_stretches()}
         (tmp / "state.json").write_text(json.dumps(state))
         replace_dir(tmp, self.folder)
 
@@ -228,6 +262,7 @@ class Run:
         restore_optimizer(self.opt, tensors, state["optimizer"])
         self.step, self.tokens, self.wall_time = state["step"], state["tokens"], state["wall_time_s"]
         self.evals = state["evals"]
+        self.stretches = state.get("stretches", [])  # absent from checkpoints older than the record
         self.rng.bit_generator.state = state["rng"]
 
 
@@ -327,6 +362,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
     # Every rank draws the same global batch from the same RNG stream and keeps its own slice: the
     # data order does not depend on the number of processes and a checkpoint's RNG state fits all ranks.
     mine = slice(dist_env.rank * cfg.batch_graphs, (dist_env.rank + 1) * cfg.batch_graphs)
+    run.begin_stretch(hardware(device, dist_env.world))
     while run.step < cfg.total_steps:
         start = time.perf_counter()
         phase = cfg.phase_at(run.step)
@@ -407,7 +443,6 @@ def export(run: Run) -> Path:
     phase = cfg.phase_at(max(run.step - 1, 0))
     training = {"config": cfg.to_dict(), "steps": run.step, "total_steps": cfg.total_steps,
                 "finished": run.step >= cfg.total_steps, "last_phase": phase.name, "tokens": run.tokens,
-                "wall_time_s": round(run.wall_time, 1), "evals": run.evals,
-                "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                            f"{'cuda' if next(run.model.parameters()).is_cuda else 'cpu'}"}
+                "wall_time_s": round(run.wall_time, 1), "evals": run.evals, "stretches": run.all_stretches(),
+                "hardware": hardware(next(run.model.parameters()).device)}
     return save_model(run.model.cpu(), cfg.export_dir, name=cfg.name, extra={"training": training})

@@ -239,6 +239,20 @@ def test_card_with_training_and_evaluation(tmp_path):
     assert "## Evaluation" in card and "| 8 | 4 | 50.0 | 75.0 | 3.0 | 100.0 | 2.0 / 3 |" in card
 
 
+def test_card_says_where_each_stretch_of_a_run_trained_and_merges_neighbours_on_one_machine(tmp_path):
+    record = {**training_record(), "stretches": [
+        {"steps": [0, 100], "wall_time_s": 60.0, "hardware": None},
+        {"steps": [100, 200], "wall_time_s": 30.0, "hardware": "H200 (cuda)"},
+        {"steps": [200, 250], "wall_time_s": 30.0, "hardware": "H200 (cuda)"},
+        {"steps": [250, 3000], "wall_time_s": 600.0, "hardware": "x86_64 (cpu)"}]}
+    card = write_card(save_model(tiny_model(), tmp_path / "m", extra={"training": record})).read_text()
+    assert ("- hardware, by stretch of training: steps 0-100 on a machine not recorded (1.0 min); "
+            "steps 100-250 on H200 (cuda) (1.0 min); steps 250-3,000 on x86_64 (cpu) (10.0 min)") in card
+    one = {**training_record(), "stretches": record["stretches"][1:3]}
+    card = write_card(save_model(tiny_model(), tmp_path / "one", extra={"training": one})).read_text()
+    assert "- hardware: test cpu" in card and "by stretch" not in card
+
+
 def test_card_lists_further_evaluation_records_and_shows_the_plot(tmp_path):
     folder = save_model(tiny_model(), tmp_path / "trained", extra={"training": training_record()})
     (folder / EVAL_FILE).write_text(json.dumps(EVAL))

@@ -134,6 +134,23 @@ def test_resuming_from_a_checkpoint_gives_the_same_weights_as_one_run(tmp_path, 
     assert tokens_a == tokens_b
 
 
+def test_each_stretch_of_a_resumed_run_records_its_steps_and_machine(tmp_path, monkeypatch):
+    cfg = tiny_config(tmp_path, checkpoint_every=2)
+    train_until_killed(cfg, 2, monkeypatch)
+    state_path = cfg.out_dir / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    assert [st["steps"] for st in state["stretches"]] == [[0, 2]]
+    assert state["stretches"][0]["hardware"] == loop.hardware(CPU) and "cpu" in state["stretches"][0]["hardware"]
+    del state["stretches"]  # a checkpoint written before stretches were recorded
+    state_path.write_text(json.dumps(state))
+    train(cfg, resume=True, progress=False, device=CPU)
+    stretches = json.loads((cfg.export_dir / CONFIG).read_text())["training"]["stretches"]
+    assert [(st["steps"], st["hardware"] is None) for st in stretches] == [([0, 2], True), ([2, 6], False)]
+    assert stretches[1]["wall_time_s"] >= 0
+    train(cfg, resume=True, progress=False, device=CPU)  # a finished run adds no empty stretch
+    assert json.loads((cfg.export_dir / CONFIG).read_text())["training"]["stretches"] == stretches
+
+
 def test_resume_without_a_checkpoint_is_a_user_error(tmp_path):
     cfg = tiny_config(tmp_path)
     with pytest.raises(WorkbenchError, match="no checkpoint to resume"):
