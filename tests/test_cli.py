@@ -53,8 +53,8 @@ def assert_user_error(result, *fragments: str) -> str:
 
 # --- help ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [[], ["info"], ["solve"], ["generate"], ["train"], ["eval"], ["compare"]],
-                         ids=["top", "info", "solve", "generate", "train", "eval", "compare"])
+@pytest.mark.parametrize("command", [[], ["info"], ["solve"], ["generate"], ["train"], ["eval"], ["compare"], ["curves"]],
+                         ids=["top", "info", "solve", "generate", "train", "eval", "compare", "curves"])
 def test_help_of_every_command_exits_zero(run_cli, command):
     for flag in ("--help", "-h"):
         result = run_cli(*command, flag)
@@ -236,6 +236,8 @@ def test_train_from_a_config_exports_a_model_with_a_card(run_cli, tmp_path):
     assert f"exported {folder}" in result.out
     assert {"model.safetensors", "config.json", "card.md"} <= {p.name for p in folder.iterdir()}
     assert "## Training" in (folder / "card.md").read_text()
+    assert "![training curves](training.png)" in (folder / "card.md").read_text()
+    assert (folder / "training.png").read_bytes().startswith(b"\x89PNG") and (folder / "training.html").exists()
     meta = json.loads((folder / "config.json").read_text())
     assert meta["training"]["steps"] == 2 and meta["training"]["evals"][-1]["sizes"][0]["n_nodes"] == 8
     again = run_cli("train", "--config", "train.toml")
@@ -429,6 +431,21 @@ def test_bad_training_config_is_one_error_line(call_cli, tmp_path, content, frag
     before = files_under(tmp_path)
     assert_user_error(call_cli("train", "--config", "train.toml"), fragment)
     assert files_under(tmp_path) == before
+
+
+def test_curves_redraw_from_a_run_folder_and_a_model_without_a_log_is_one_error_line(call_cli, tmp_path):
+    (tmp_path / "train.toml").write_text(TRAIN_TOML.format(root=tmp_path.as_posix()))
+    assert call_cli("train", "--config", "train.toml").code == 0
+    folder, run = tmp_path / "models" / "cli-tiny", tmp_path / "runs" / "cli-tiny"
+    (folder / "training.png").unlink()
+    card = (folder / "card.md").read_text().replace("![training curves](training.png)", "")
+    (folder / "card.md").write_text(card)
+    before = files_under(tmp_path)
+    assert_user_error(call_cli("curves", "--model", str(folder)), "no training log", "--run")  # no run/ in the folder
+    assert files_under(tmp_path) == before
+    result = call_cli("curves", "--model", str(folder), "--run", str(run))
+    assert result.code == 0 and "training.png" in result.out
+    assert "![training curves](training.png)" in (folder / "card.md").read_text()
 
 
 def test_resume_without_a_checkpoint_is_one_error_line(call_cli, tmp_path):

@@ -256,6 +256,24 @@ def compare(models: str, out: str) -> None:
     click.echo("wrote " + ", ".join(p.as_posix() for p in paths))
 
 
+@cli.command()
+@click.option("--model", "model_name", default="default", show_default=True, help=MODEL_HELP)
+@click.option("--run", "run_dir", default=None, help="run folder holding log.jsonl (default: the model's run/)")
+def curves(model_name: str, run_dir: str | None) -> None:
+    """Training curves of a model: training.png and training.html from its run's log, shown on its card."""
+    from workbench.model.card import write_card
+    from workbench.model.checkpoint import resolve_model
+    from workbench.training.curves import LOG, write_training_curves
+
+    folder = resolve_model(model_name)
+    source = Path(run_dir) if run_dir else folder / "run"
+    written = write_training_curves(folder, source)
+    if not written:
+        raise WorkbenchError(f"no training log at {source / LOG}; pass --run with the run folder that holds {LOG}")
+    write_card(folder)
+    click.echo("wrote " + ", ".join(p.as_posix() for p in written) + f" and refreshed {folder / 'card.md'}")
+
+
 def load_app_package():
     """The repository's ``app`` package (the Dash app), imported from its folder by file path.
 

@@ -12,6 +12,7 @@ from typing import Any
 from workbench.model.checkpoint import CARD, CONFIG, write_text_atomic
 
 EVAL_FILE = "eval.json"
+TRAINING_PNG, TRAINING_HTML = "training.png", "training.html"  # written by workbench.training.curves
 NOTES_MARK = "<!-- notes -->"
 
 
@@ -126,6 +127,14 @@ def render_card(folder: str | Path) -> str:
             for e in training["evals"]:
                 out.append(f"| {e['step']} | {e['phase']} | " + " | ".join(f"{100 * s['graph_acc']:.1f}" for s in e["sizes"]) + " |")
             out.append("")
+        if (folder / TRAINING_PNG).exists():
+            out += ["### Training curves", "",
+                    "Loss, training accuracy on the frontier slots and the evaluations above, against the step; "
+                    "dotted lines mark where each phase starts"
+                    + ("; dashed curves are failed branches kept in `run/failed-*.jsonl`"
+                       if any((folder / "run").glob("failed-*.jsonl")) else "")
+                    + f". Interactive: `{TRAINING_HTML}`.", "",
+                    f"![training curves]({TRAINING_PNG})", ""]
     if (folder / EVAL_FILE).exists():
         out += ["## Evaluation", "", *record_section(folder / EVAL_FILE, main=True)]
     for extra in sorted(folder.glob("*.json")):

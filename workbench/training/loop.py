@@ -32,6 +32,7 @@ from workbench.task.tokens import TokenBatch
 from workbench.task.vocab import F_VALUE
 from workbench.training.batches import StepBatch, operand_values, sample_phase, teacher_forced_batch
 from workbench.training.config import TrainConfig
+from workbench.training.curves import write_training_curves
 
 CHECKPOINT = "checkpoint"
 
@@ -445,4 +446,6 @@ def export(run: Run) -> Path:
                 "finished": run.step >= cfg.total_steps, "last_phase": phase.name, "tokens": run.tokens,
                 "wall_time_s": round(run.wall_time, 1), "evals": run.evals, "stretches": run.all_stretches(),
                 "hardware": hardware(next(run.model.parameters()).device)}
-    return save_model(run.model.cpu(), cfg.export_dir, name=cfg.name, extra={"training": training})
+    folder = save_model(run.model.cpu(), cfg.export_dir, name=cfg.name, extra={"training": training})
+    write_training_curves(folder, cfg.out_dir)
+    return folder
