@@ -412,6 +412,13 @@ def model_evaluations() -> dict[str, list[dict]]:
     return curves
 
 
+def training_logs(model: str) -> dict[str, list[dict]]:
+    """The model's training log (``main``) and failed branches from ``models/<model>/run/``; {} when none."""
+    from workbench.training.curves import run_logs
+
+    return run_logs(_folder(model) / "run")
+
+
 def probe_results(model: str) -> list[tuple[str, Any]]:
     """``[(file name, parsed JSON or an error line)]`` of every ``*.json`` under ``models/<model>/probes/``."""
     folder = _folder(model) / "probes"

@@ -1,12 +1,13 @@
-"""Generalization: accuracy against graph size N for every model in models/, beside the paper's curves."""
+"""Generalization: accuracy against graph size N for every model in models/, beside the paper's curves,
+and how each model got there: its training curves (loss, accuracy and evaluations against the step)."""
 
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, callback, dcc, html, no_update
 
 from app import ids
-from app.common import GRAPH_CONFIG, error_box, safe
+from app.common import GRAPH_CONFIG, error_box, note, safe
 
 dash.register_page(__name__, path="/generalization", name="Generalization", order=5, title="Generalization · workbench")
 ID = ids.scoped(__name__)
@@ -15,7 +16,10 @@ PAPER = ("Discrete LSS + error correction", "Discrete LSS", "Continuous LSS", "C
 
 
 def layout(**_):
+    from workbench.app_state import model_names
+
     return html.Div(className="page", children=[
+        dcc.Store(id=ID("init"), data=True),  # makes the page's callbacks fire when it opens
         html.H2("Generalization"),
         html.Div("% of graphs fully solved against their size N, from each model's eval.json (workbench eval), or "
                  "its last evaluation during training when it has none. Trained at N ≤ 32 (shaded).", className="hint"),
@@ -25,7 +29,35 @@ def layout(**_):
         ]),
         dcc.Graph(id=ID("figure"), config=GRAPH_CONFIG),
         html.Div(id=ID("table")),
+        html.H3("Training curves"),
+        html.Div("Loss, training accuracy on the frontier slots and the evaluations during training, against the "
+                 "step, from the model's run/log.jsonl; dotted lines mark the curriculum's phases, dashed curves are "
+                 "failed branches (run/failed-*.jsonl).", className="hint"),
+        html.Div(className="inline controls", children=[
+            html.Span("model"), dcc.Dropdown(id=ID("model"), options=model_names(), clearable=False, className="pick"),
+        ]),
+        html.Div(id=ID("training-message")),
+        dcc.Graph(id=ID("training"), config=GRAPH_CONFIG),
     ])
+
+
+@callback(Output(ID("model"), "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"))
+def default_model(data, _init):
+    return data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else no_update
+
+
+@callback(Output(ID("training"), "figure"), Output(ID("training-message"), "children"), Input(ID("model"), "value"))
+@safe(lambda msg: ({}, error_box(msg)))
+def show_training(model):
+    from workbench.app_state import training_logs
+    from workbench.plots.training import training_figure
+
+    if not model:
+        return {}, None
+    logs = training_logs(model)
+    if "main" not in logs:
+        return {}, note(f"Model {model} has no training log (models/{model}/run/log.jsonl): it was not trained here.")
+    return training_figure(logs, title=f"Training curves: {model}"), None
 
 
 @callback(Output(ID("figure"), "figure"), Output(ID("table"), "children"), Input(ID("paper"), "value"))

@@ -36,6 +36,8 @@ def app_models(tmp_path_factory) -> Path:
     (root / "default").mkdir()
     for name in ("model.safetensors", "config.json"):
         shutil.copy(REPO / "models" / "default" / name, root / "default" / name)
+    (root / "default" / "run").mkdir()
+    shutil.copy(REPO / "models" / "default" / "run" / "log.jsonl", root / "default" / "run" / "log.jsonl")
     torch.manual_seed(0)
     tiny = LoopedModel(ModelConfig(n_layers=1, n_heads=2, d_model=16, d_mlp=32, rel_window=8),
                        TaskConfig(modulus=23, operations=("+",), n_names=128))

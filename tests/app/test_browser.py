@@ -1,4 +1,4 @@
-"""The app in a real headless Chromium (Playwright, Debian's /usr/bin/chromium): every page, a problem typed
+"""The app in a real headless Chromium (Playwright, Debian's /usr/bin/chromium): every page, training curves, a problem typed
 with a mistake and then fixed, scrubbing and playing the steps, an injected error and its report, a node
 clicked on the attention page, and two sessions at once."""
 
@@ -47,6 +47,12 @@ def test_every_page_loads_from_the_navigation(page: Page, server_url):
         expect(page.locator(selector)).to_contain_text(text)
     assert not errors
     assert "Traceback" not in page.content()
+
+
+def test_the_generalization_page_shows_the_session_models_training_curves(page: Page, server_url):
+    open_app(page, server_url, "/generalization")
+    expect(page.locator("#generalization-training .gtitle")).to_contain_text("Training curves: default")
+    expect(page.locator("#generalization-training")).to_contain_text("training step")
 
 
 def test_a_typed_problem_shows_errors_inline_then_runs(page: Page, server_url):

@@ -94,6 +94,17 @@ def test_the_probes_page_says_how_to_compute_missing_results(client):
     assert "A saved lens result" in found and "best step" in found
 
 
+def test_the_generalization_page_draws_a_models_training_curves_or_says_it_has_none(client):
+    got = call(client, [("generalization-training", "figure"), ("generalization-training-message", "children")],
+               [("generalization-model", "value", "default")])["response"]
+    names = [trace["name"] for trace in got["generalization-training"]["figure"]["data"]]
+    assert names[:2] == ["main: loss", "main: lookup_loss"] and "main: N=32" in names
+    assert got["generalization-training-message"]["children"] is None
+    none = json.dumps(call(client, [("generalization-training", "figure"), ("generalization-training-message", "children")],
+                           [("generalization-model", "value", "tiny")]))
+    assert "Model tiny has no training log" in none and "Traceback" not in none
+
+
 def test_every_page_is_served(client):
     for path in ("/", "/attention", "/codebook", "/errors", "/probes", "/generalization"):
         assert client.get(path).status_code == 200
