@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
         page.locator("#nav-generalization").click()
         expect(page.locator("#generalization-figure .gtitle")).to_contain_text("Generalization")
         shot(page, out / "app-generalization.png")
+        expect(page.locator("#generalization-training .gtitle")).to_contain_text("Training curves")
+        page.locator("#generalization-training").scroll_into_view_if_needed()
+        shot(page, out / "app-training.png")
         browser.close()
     server.shutdown()
 
