@@ -53,6 +53,9 @@ def test_write_comparison_writes_table_png_and_html(model_dir, tmp_path):
     text = paths[0].read_text()
     assert "![accuracy against N](zoo.png)" in text and "**feedforward** | 3 / 10 steps (**unfinished**)" in text
     assert paths[1].read_bytes().startswith(b"\x89PNG") and "feedforward (step 3)" in paths[2].read_text()
+    assert "Rows marked *unfinished*" in text
+    only_finished = write_comparison([str(a)], tmp_path / "done")[0].read_text()
+    assert "unfinished" not in only_finished and "– marks a size not evaluated" in only_finished
 
 
 def test_an_unevaluated_model_is_a_user_error_and_nothing_is_written(model_dir, tmp_path, call_cli):

@@ -111,8 +111,10 @@ def write_comparison(names: list[str], out: str | Path) -> list[Path]:
     text = ["# The zoo: % of graphs fully solved against graph size N", "",
             "Each model was trained on graphs of N <= 32 (depth <= 6) and evaluated free-running until its "
             "state stops changing (no oracle step count), on fresh graphs of uncapped depth "
-            f"({' or '.join(map(str, counts))} per N; the paper used 1,024). Rows marked *unfinished* have not yet "
-            "had the full method's step budget and are not a fair comparison yet. Regenerate with "
+            f"({' or '.join(map(str, counts))} per N; the paper used 1,024); – marks a size not evaluated. "
+            + ("Rows marked *unfinished* have not yet had the full method's step budget and are not a fair "
+               "comparison yet. " if any(e.total_steps and not e.finished for e in entries) else "")
+            + "Regenerate with "
             f"`workbench compare --models {','.join(names)} --out {out.as_posix()}`.", "",
             "![accuracy against N](zoo.png)", "", comparison_table(entries), "",
             "Evaluation commands:", "", *[f"- `{e.command}`" for e in entries if e.rows], ""]

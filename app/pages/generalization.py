@@ -30,7 +30,8 @@ def layout(**_):
         dcc.Graph(id=ID("figure"), config=GRAPH_CONFIG),
         html.Div(id=ID("table")),
         html.H3("Training curves"),
-        html.Div("Loss, training accuracy on the frontier slots and the evaluations during training, against the "
+        html.Div("Loss, training accuracy (teacher-forced: the frontier slots of one step; unrolled: every node after "
+                 "the last step) and the evaluations during training, against the "
                  "step, from the model's run/log.jsonl; dotted lines mark the curriculum's phases, dashed curves are "
                  "failed branches (run/failed-*.jsonl).", className="hint"),
         html.Div(className="inline controls", children=[

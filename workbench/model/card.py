@@ -129,7 +129,8 @@ def render_card(folder: str | Path) -> str:
             out.append("")
         if (folder / TRAINING_PNG).exists():
             out += ["### Training curves", "",
-                    "Loss, training accuracy on the frontier slots and the evaluations above, against the step; "
+                    "Loss, training accuracy (teacher-forced models: the frontier slots of one step; unrolled models: "
+                    "every node's value after the last unrolled step) and the evaluations above, against the step; "
                     "dotted lines mark where each phase starts"
                     + ("; dashed curves are failed branches kept in `run/failed-*.jsonl`"
                        if any((folder / "run").glob("failed-*.jsonl")) else "")

@@ -23,7 +23,10 @@ from plotly.subplots import make_subplots
 Events = list[dict[str, Any]]  # one run's log: train and eval events, in step order
 LOSSES = ("loss", "lookup_loss")  # drawn on a log scale
 ACCURACIES = ("frontier_acc", "fan1_acc", "fan2_acc", "fan3_acc")  # training accuracy on the frontier slots
-PANELS = ("loss (nats, log scale)", "training accuracy (frontier)", "% graphs solved (free-running eval)")
+#: ``frontier_acc`` is logged under one name but means what each training mode can measure: teacher-forced
+#: steps score the frontier slots of one step, unrolled loops every node's value after the last step.
+PANELS = ("loss (nats, log scale)", "training accuracy (teacher-forced: frontier slots; unrolled: every node after the last step)",
+          "% graphs solved (free-running eval)")
 BRANCH_COLORS = ("#7f7f7f", "#e377c2", "#bcbd22", "#17becf", "#8c564b")  # one per overlaid branch
 MARKERS = ("o", "s", "^", "D", "v")  # one per evaluated N
 
