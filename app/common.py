@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from dash import html
+from dash import html, no_update
 from dash.exceptions import PreventUpdate
 
 from workbench.errors import WorkbenchError
@@ -67,3 +67,9 @@ def as_int(value: Any, what: str) -> int | None:
 
 
 GRAPH_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+
+
+def session_model(data: Any) -> Any:
+    """The model of the session's run key (``ids.RUN``), or ``no_update`` while it holds none: pages with
+    their own model picker start on the model the session is looking at."""
+    return data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else no_update

@@ -4,10 +4,10 @@ and how each model got there: its training curves (loss, accuracy and evaluation
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, callback, dcc, html, no_update
+from dash import Input, Output, callback, dcc, html
 
 from app import ids
-from app.common import GRAPH_CONFIG, error_box, note, safe
+from app.common import GRAPH_CONFIG, error_box, note, safe, session_model
 
 dash.register_page(__name__, path="/generalization", name="Generalization", order=5, title="Generalization · workbench")
 ID = ids.scoped(__name__)
@@ -44,7 +44,7 @@ def layout(**_):
 
 @callback(Output(ID("model"), "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"))
 def default_model(data, _init):
-    return data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else no_update
+    return session_model(data)
 
 
 @callback(Output(ID("training"), "figure"), Output(ID("training-message"), "children"), Input(ID("model"), "value"))

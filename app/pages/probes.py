@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, callback, dcc, html, no_update
+from dash import Input, Output, callback, dcc, html
 
 from app import ids
-from app.common import GRAPH_CONFIG, error_box, failure_text, safe
+from app.common import GRAPH_CONFIG, error_box, failure_text, safe, session_model
 
 dash.register_page(__name__, path="/probes", name="Probes", order=4, title="Probes · workbench")
 ID = ids.scoped(__name__)
@@ -30,7 +30,7 @@ def layout(**_):
 
 @callback(Output(ID("model"), "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"))
 def default_model(data, _init):
-    return data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else no_update
+    return session_model(data)
 
 
 def result_section(name: str, data) -> html.Div:

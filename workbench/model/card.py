@@ -13,6 +13,7 @@ from workbench.model.checkpoint import CARD, CONFIG, write_text_atomic
 
 EVAL_FILE = "eval.json"
 TRAINING_PNG, TRAINING_HTML = "training.png", "training.html"  # written by workbench.training.curves
+FAILED_GLOB = "failed-*.jsonl"  # failed branches of a run, kept in its folder beside log.jsonl
 NOTES_MARK = "<!-- notes -->"
 
 
@@ -132,8 +133,8 @@ def render_card(folder: str | Path) -> str:
                     "Loss, training accuracy (teacher-forced models: the frontier slots of one step; unrolled models: "
                     "every node's value after the last unrolled step) and the evaluations above, against the step; "
                     "dotted lines mark where each phase starts"
-                    + ("; dashed curves are failed branches kept in `run/failed-*.jsonl`"
-                       if any((folder / "run").glob("failed-*.jsonl")) else "")
+                    + (f"; dashed curves are failed branches kept in `run/{FAILED_GLOB}`"
+                       if any((folder / "run").glob(FAILED_GLOB)) else "")
                     + f". Interactive: `{TRAINING_HTML}`.", "",
                     f"![training curves]({TRAINING_PNG})", ""]
     if (folder / EVAL_FILE).exists():

@@ -28,7 +28,7 @@ ACCURACIES = ("frontier_acc", "fan1_acc", "fan2_acc", "fan3_acc")  # training ac
 PANELS = ("loss (nats, log scale)", "training accuracy (teacher-forced: frontier slots; unrolled: every node after the last step)",
           "% graphs solved (free-running eval)")
 BRANCH_COLORS = ("#7f7f7f", "#e377c2", "#bcbd22", "#17becf", "#8c564b")  # one per overlaid branch
-MARKERS = ("o", "s", "^", "D", "v")  # one per evaluated N
+MARKERS = (("o", "circle"), ("s", "square"), ("^", "triangle-up"), ("D", "diamond"), ("v", "triangle-down"))  # per evaluated N: (matplotlib, plotly)
 
 
 def metrics_of(run_index: int, keys: tuple[str, ...]) -> tuple[str, ...]:
@@ -79,7 +79,7 @@ def training_figure(runs: dict[str, Events], *, title: str = "Training curves") 
                                              line={"width": 1.5 if key == keys[0] else 1, **branch}), row=row, col=1)
         for j, (n, (x, y)) in enumerate(sorted(eval_series(events).items())):
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{name}: N={n}", legendgroup=name, line=branch,
-                                     marker={"symbol": ["circle", "square", "triangle-up", "diamond", "triangle-down"][j % 5]}),
+                                     marker={"symbol": MARKERS[j % len(MARKERS)][1]}),
                           row=3, col=1)
     main = next(iter(runs.values()), [])
     for step, phase in phase_starts(main):
@@ -111,7 +111,7 @@ def save_training_png(runs: dict[str, Events], path: str | Path, *, title: str =
                 if x:
                     ax.plot(x, y, lw=1.4 if key == keys[0] else 0.8, label=label + key, **branch)
         for j, (n, (x, y)) in enumerate(sorted(eval_series(events).items())):
-            axes[2].plot(x, y, marker=MARKERS[j % len(MARKERS)], ms=3, label=f"{label}N={n}", **branch)
+            axes[2].plot(x, y, marker=MARKERS[j % len(MARKERS)][0], ms=3, label=f"{label}N={n}", **branch)
     for step, phase in phase_starts(next(iter(runs.values()), [])):
         for ax in axes:
             ax.axvline(step, color="grey", lw=0.7, ls=":")

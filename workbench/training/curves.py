@@ -8,11 +8,10 @@ import json
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.model.card import FAILED_GLOB, TRAINING_HTML, TRAINING_PNG
 from workbench.plots.training import Events, save_training_png, training_figure
 
 LOG = "log.jsonl"
-FAILED_GLOB = "failed-*.jsonl"
-CURVES = "training"  # file stem: training.png, training.html
 
 
 def read_log(path: str | Path) -> Events:
@@ -46,7 +45,7 @@ def write_training_curves(model_folder: str | Path, run_dir: str | Path | None =
     if "main" not in logs:
         return []
     title = f"Training curves: {model_folder.name}"
-    png, html = model_folder / f"{CURVES}.png", model_folder / f"{CURVES}.html"
+    png, html = model_folder / TRAINING_PNG, model_folder / TRAINING_HTML
     save_training_png(logs, png, title=title)
     training_figure(logs, title=title).write_html(html, include_plotlyjs="cdn")
     return [png, html]
