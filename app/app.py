@@ -85,6 +85,8 @@ def on_run(data):
 
     run = get_run(RunKey.from_json(data))
     end = "reached a fixed point" if run.converged else "hit the step cap without a fixed point"
+    if run.unsolved:
+        end = f"stopped with {run.unsolved} variables unsolved ({end})"
     solved = "solved" if run.solved else f"{int((run.values[-1] == run.truth).sum())}/{run.n_nodes} nodes right"
     info = [html.B(run.model), f" · {run.n_nodes} nodes, depth {int(run.depth.max())} · {run.n_steps} steps, {end} · {solved}",
             html.Span(" · state 0 is the input; step t reads state t and writes state t + 1", className="hint")]

@@ -490,6 +490,48 @@ ROUTING = [
         print(f"{label} {heads}: variables right {100 * ab.clean.node_accuracy()[-1]:.1f}% -> "
               f"{100 * ab.ablated.node_accuracy()[-1]:.1f}%")
     """),
+    md("""
+    ## Fan-out: the name lookup among look-alikes
+
+    Every operand occurrence finds its variable's **defining position** by name, and every earlier
+    *use* of the same name is an EMPTY token that matches the name too. When one variable is read by
+    dozens of equations, a lookup head's softmax mass can drown among those look-alikes. The checkpoint
+    before the fan-out fix (kept in `models/default/run/before-fanout`) shows it; the shipped model,
+    trained with hubs of at most 12 readers and a tempered first layer (its card), should not.
+    `fanout.measure_lookup` runs one teacher-forced step on the solved state (every definition already
+    holds its value) and measures, per operand occurrence, the lookup heads' mass on the definition and
+    whether block 0 reads the right value there, against the number of earlier uses of the name.
+    Full write-up with the numbers: `docs/fanout.md`.
+    """),
+    code("""
+    from workbench.analysis import fanout
+    from workbench.model.checkpoint import models_dir
+    from workbench.task.families import PRESETS, sample_family
+
+    before = wb.load_model(models_dir() / "default" / "run" / "before-fanout")
+    hubs = sample_family("hub", 64, 6, rng=np.random.default_rng(0), task=model.task)  # 2 variables, ~26 readers each
+    curves = {name: fanout.measure_lookup(m, hubs) for name, m in [("before the fix", before), ("default", model)]}
+    for name, res in curves.items():
+        print(name, "lookup heads", res.lookup_heads)
+        for row in res.binned():
+            print(f"  {row['bin']:>6} earlier uses: mass {row['lookup_mass']:.2f}, read right {100 * row['readout_acc']:.0f}%")
+    fanout.figure(curves).show()
+    """),
+    md("""
+    **The causal test.** If the failure is mass spread over look-alikes, sharpening the first layer's
+    content scores at inference alone (no training) must repair it. The preset below is the chain
+    `v_i = v_(i-1) + w` of 60 links, one click away on the app's Problem page too.
+    """),
+    code("""
+    chain = PRESETS["fan-out: a 60-link chain that re-reads one variable (v_i = v_(i-1) + w)"]
+    for factor in (1.0, 1.5):
+        with fanout.sharpened(before, factor):
+            sol = wb.solve(before, chain)
+        print(f"before the fix, first layer sharpened x{factor}: complete={sol.complete}, "
+              f"{len(sol.unsolved)} unsolved, converged={sol.converged}")
+    sol = wb.solve(model, chain)
+    print(f"default: complete={sol.complete}, {len(sol.unsolved)} unsolved")
+    """),
 ]
 
 

@@ -53,8 +53,8 @@ def assert_user_error(result, *fragments: str) -> str:
 
 # --- help ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [[], ["info"], ["solve"], ["generate"], ["train"], ["eval"], ["compare"], ["curves"]],
-                         ids=["top", "info", "solve", "generate", "train", "eval", "compare", "curves"])
+@pytest.mark.parametrize("command", [[], ["info"], ["solve"], ["generate"], ["train"], ["eval"], ["robustness"], ["compare"], ["curves"]],
+                         ids=["top", "info", "solve", "generate", "train", "eval", "robustness", "compare", "curves"])
 def test_help_of_every_command_exits_zero(run_cli, command):
     for flag in ("--help", "-h"):
         result = run_cli(*command, flag)
@@ -109,7 +109,8 @@ def test_solve_json_from_stdin(run_cli):
     result = run_cli("solve", "-", "--model", "tiny", "--json", "--max-steps", "3", input=HAND_WRITTEN)
     assert result.code == 0, result.err
     answer = json.loads(result.out)
-    assert set(answer) == {"values", "iterations", "converged"}
+    assert set(answer) == {"values", "iterations", "converged", "complete"}
+    assert answer["complete"] == all(v is not None for v in answer["values"].values())
     assert set(answer["values"]) == set(NAMES)
     assert isinstance(answer["converged"], bool) and 0 <= answer["iterations"] <= 3
 
@@ -133,7 +134,7 @@ def test_solve_jsonl_keeps_ids_and_order_with_one_line_per_input_line(call_cli, 
     lines = [json.loads(line) for line in result.out.splitlines()]
     assert [line["id"] for line in lines] == ["second", 7, "first"]
     assert [set(line["values"]) for line in lines] == [{"a", "b"}, set(NAMES), {"z"}]
-    assert all(set(line) == {"id", "values", "iterations", "converged"} for line in lines)
+    assert all(set(line) == {"id", "values", "iterations", "converged", "complete"} for line in lines)
 
 
 # --- generate ------------------------------------------------------------------------------------------
@@ -532,6 +533,18 @@ def test_solve_with_a_perfect_model_gives_exact_values_after_depth_plus_one_step
     text = call_cli("solve", "-", "--model", "tiny", "--seed", "5", stdin=HAND_WRITTEN)
     assert text.out.splitlines()[:-1] == [f"{name} = {solve_exact(problem, 23)[name]}" for name in NAMES]
     assert text.out.splitlines()[-1] == "# 4 iterations, converged"
+    assert answer["complete"] and text.err == ""
+
+
+def test_solve_flags_an_incomplete_answer_in_text_json_and_stderr(call_cli, perfect_model):
+    """A run that stops with EMPTY slots is not 'solved': two steps cannot fill a depth-3 chain."""
+    chain = "a = 1\nb = a\nc = b\nd = c\n"
+    text = call_cli("solve", "-", "--model", "tiny", "--max-steps", "2", stdin=chain)
+    assert text.code == 0
+    assert text.out.splitlines()[-1].endswith("INCOMPLETE: 2 variables unsolved")
+    assert text.err.splitlines() == ["warning: stopped at the step cap with 2 of 4 variables unsolved: c, d"]
+    as_json = json.loads(call_cli("solve", "-", "--model", "tiny", "--max-steps", "2", "--json", stdin=chain).out)
+    assert as_json["complete"] is False and as_json["values"]["d"] is None
 
 
 def test_solve_batch_with_a_perfect_model_matches_the_generated_ground_truth(call_cli, tmp_path, perfect_model):
@@ -552,3 +565,49 @@ def test_eval_of_a_perfect_model_solves_everything(call_cli, tmp_path, perfect_m
     assert [(r["graph_acc"], r["node_acc"], r["converged"]) for r in rows] == [(1.0, 1.0, 1.0)] * 2
     assert all(r["mean_iterations"] == pytest.approx(r["mean_depth"] + 1) for r in rows)
     assert "| 8 | 3 | 100.0 | 100.0 |" in result.out
+
+
+# --- robustness and graph families -----------------------------------------------------------------------
+
+def test_eval_of_one_family_writes_its_own_record(call_cli, tmp_path):
+    result = call_cli("eval", "--model", "tiny", "--family", "hub", "--sizes", "16", "--count", "2", "--out", "ev")
+    assert result.code == 0, result.err
+    record = json.loads((tmp_path / "ev" / "eval-hub.json").read_text())
+    assert record["command"].endswith("--family hub") and record["sizes"][0]["n_nodes"] == 16
+    assert not (tmp_path / "ev" / "eval.json").exists()  # the uniform record is never replaced by a family's
+
+
+def test_robustness_writes_one_record_with_every_family_asked_for(call_cli, tmp_path):
+    (tmp_path / "rb").mkdir()
+    result = call_cli("robustness", "--model", "tiny", "--families", "hub,hub-chain,deep", "--sizes", "12,16",
+                      "--count", "2", "--out", "rb")
+    assert result.code == 0, result.err
+    record = json.loads((tmp_path / "rb" / "robustness.json").read_text())
+    assert list(record["families"]) == ["hub", "hub-chain", "deep"]
+    assert all([r["n_nodes"] for r in rows] == [12, 16] for rows in record["families"].values())
+    assert "| hub | fan-out |" in result.out and "| hub-chain | fan-out and depth |" in result.out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["robustness", "--model", "tiny", "--families", "hubs"], "unknown graph family 'hubs'"),
+    (["robustness", "--model", "tiny", "--families", " , "], "--families is empty"),
+    (["robustness", "--model", "tiny", "--sizes", "12", "--out", "nowhere"], "--out folder 'nowhere' does not exist"),
+    (["eval", "--model", "tiny", "--family", "hub", "--recent", "2"], "shape the uniform family only"),
+    (["eval", "--model", "tiny", "--family", "wide"], "unknown graph family 'wide'"),
+])
+def test_bad_robustness_and_family_input_is_one_line(call_cli, args, fragment):
+    assert_user_error(call_cli(*args), fragment)
+
+
+def test_the_card_shows_the_robustness_table(tmp_path):
+    from workbench.model.card import render_card, write_robustness_record
+
+    from workbench.model.config import ModelConfig
+
+    folder = tmp_path / "m"
+    save_model(LoopedModel(ModelConfig(n_layers=1, n_heads=2, d_model=16), TaskConfig()), folder)
+    rows = [{"n_nodes": n, "count": 4, "graph_acc": a, "node_acc": 0.5} for n, a in ((32, 1.0), (64, 0.25))]
+    write_robustness_record(folder, "m", "workbench robustness --model m", {"uniform": rows, "hub": rows[:1]})
+    card = render_card(folder)
+    assert "## Robustness" in card and "| family | stresses | N=32 | N=64 |" in card
+    assert "| hub | fan-out | 100.0 (50.0) | – |" in card and "| uniform | size (the paper's law) | 100.0 (50.0) | 25.0 (50.0) |" in card

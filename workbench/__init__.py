@@ -26,7 +26,7 @@ _LAZY = {
     "Problem": "workbench.task.text",
     "sample_graphs": "workbench.task.graphs",
     "tokenize": "workbench.task.tokens",
-    "solve": "workbench.solve",
+    "solve": "workbench.solving",  # not "workbench.solve": importing that submodule would bind it over the function
     "evaluate_sizes": "workbench.evaluation",
     "default_device": "workbench.device",
 }

@@ -412,6 +412,18 @@ def model_evaluations() -> dict[str, list[dict]]:
     return curves
 
 
+def model_robustness(model: str) -> dict[str, list[dict]]:
+    """{family: rows} from ``models/<model>/robustness.json`` (``workbench robustness``); {} when absent or unreadable."""
+    try:
+        record = json.loads((_folder(model) / "robustness.json").read_text())
+        families = record["families"]
+        if isinstance(families, dict) and all(isinstance(rows, list) for rows in families.values()):
+            return families
+    except (OSError, ValueError, WorkbenchError, KeyError, TypeError):
+        pass
+    return {}
+
+
 def training_logs(model: str) -> dict[str, list[dict]]:
     """The model's training log (``main``) and failed branches from ``models/<model>/run/``; {} when none."""
     from workbench.training.curves import run_logs
@@ -437,4 +449,4 @@ def probe_results(model: str) -> list[tuple[str, Any]]:
 
 __all__ = ["RunKey", "LRU", "MAX_NODES", "MAX_TEXT_CHARS", "MAX_LINES", "MIN_NODES", "model_names", "model_task",
            "get_model", "read_problem", "make_key", "generate_problem", "get_run", "step_patterns", "pattern_state",
-           "InjectionView", "injection", "model_evaluations", "probe_results", "clear_caches"]
+           "InjectionView", "injection", "model_evaluations", "model_robustness", "probe_results", "clear_caches"]

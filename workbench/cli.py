@@ -41,6 +41,18 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
+def model_and_sizes(model_name: str, sizes: str):
+    """The model, and ``--sizes`` parsed and checked against its name pool (a graph needs a name per node)."""
+    from workbench.model.checkpoint import load_model
+
+    size_list = parse_sizes(sizes)
+    model = load_model(model_name)
+    if max(size_list) > model.task.n_names:
+        raise WorkbenchError(f"--sizes {sizes!r}: graphs of {max(size_list)} nodes need more variables than this "
+                             f"model's name pool of {model.task.n_names}; use sizes up to {model.task.n_names}")
+    return model, size_list
+
+
 def check_tag(tag: str, *, reserved: tuple[str, ...] = ("config",)) -> str:
     """A record's file stem in a model folder: plain characters, never one of the folder's own files."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", tag) or tag in reserved:
@@ -104,10 +116,11 @@ def solve(file: str, model_name: str, as_json: bool, max_steps: int | None, batc
     """Solve FILE, a problem in the text format (or - for stdin).
 
     A FILE ending in .jsonl is a batch: each line {"id": str, "problem": str} gives one JSON line out,
-    in order, {"id", "values", "iterations", "converged"}.
+    in order, {"id", "values", "iterations", "converged", "complete"}. "complete" is false when some
+    variable got no value; a warning line on stderr then names the unsolved variables.
     """
     from workbench.model.checkpoint import load_model
-    from workbench.solve import solve as run_solve
+    from workbench.solving import solve as run_solve
     from workbench.task.text import parse_problem
 
     text = read_input(file)
@@ -132,9 +145,14 @@ def solve(file: str, model_name: str, as_json: bool, max_steps: int | None, batc
             raise WorkbenchError(f"{file} holds no problems; each line is {{\"id\": ..., \"problem\": ...}}")
         solutions = run_solve(model, problems, batch_size=batch_size, max_steps=max_steps, seed=seed, progress=True)
         click.echo("\n".join(json.dumps({"id": i, **s.to_dict()}) for i, s in zip(ids, solutions)))
+        for i, s in zip(ids, solutions):
+            if s.warning():
+                click.echo(f"id {i!r}: {s.warning()}", err=True)
         return
     problem = parse_problem(text, model.task)
     sol = run_solve(model, problem, max_steps=max_steps, seed=seed)
+    if sol.warning():
+        click.echo(sol.warning(), err=True)
     if as_json:
         click.echo(json.dumps(sol.to_dict()))
         return
@@ -142,6 +160,8 @@ def solve(file: str, model_name: str, as_json: bool, max_steps: int | None, batc
         value = sol.values[eq.name]
         click.echo(f"{eq.name} = {'?' if value is None else value}")
     state = "converged" if sol.converged else "did NOT converge (values may be wrong)"
+    if not sol.complete:
+        state += f", INCOMPLETE: {len(sol.unsolved)} variables unsolved"
     click.echo(f"# {sol.iterations} iterations, {state}")
 
 
@@ -208,28 +228,31 @@ def train(config_path: str, resume: bool, threads: int | None, export_only: bool
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--depth-cap", type=click.IntRange(1), default=None, help="cap on node depth (default: none)")
 @click.option("--recent", type=click.IntRange(1), default=None, help="parents among the RECENT latest nodes: long chains")
+@click.option("--family", default="uniform", show_default=True,
+              help="graph family: uniform (the paper's law), deep, hub, hub-chain, far or leafy (see 'workbench robustness')")
 @click.option("--out", default=None, help="folder for eval JSON and plots (default: the model's folder)")
-@click.option("--tag", default="eval", show_default=True, help="file stem: TAG.json, TAG.png, TAG.html")
+@click.option("--tag", default=None, help="file stem: TAG.json, TAG.png, TAG.html (default: eval, or eval-FAMILY)")
 def evaluate(model_name: str, sizes: str, count: int, seed: int, batch_size: int, depth_cap: int | None,
-             recent: int | None, out: str | None, tag: str) -> None:
+             recent: int | None, family: str, out: str | None, tag: str | None) -> None:
     """Accuracy against graph size: a table on stdout, plus JSON and a plot (PNG and HTML)."""
     from workbench.evaluation import evaluate_sizes
     from workbench.model.card import eval_table, write_eval_record
-    from workbench.model.checkpoint import load_model
     from workbench.plots.generalization import accuracy_figure, save_accuracy_png
+    from workbench.task.families import family as check_family
 
+    check_family(family)
+    if family != "uniform" and (depth_cap or recent):
+        raise WorkbenchError("--depth-cap and --recent shape the uniform family only; drop them or use --family uniform")
+    tag = tag or ("eval" if family == "uniform" else f"eval-{family}")
     check_tag(tag)  # "config" would overwrite the model's config.json
-    size_list = parse_sizes(sizes)
-    model = load_model(model_name)
-    if max(size_list) > model.task.n_names:
-        raise WorkbenchError(f"--sizes {sizes!r}: graphs of {max(size_list)} nodes need more variables than this "
-                             f"model's name pool of {model.task.n_names}; use sizes up to {model.task.n_names}")
+    model, size_list = model_and_sizes(model_name, sizes)
     folder = Path(out) if out else Path(model.meta["path"])
     folder.mkdir(parents=True, exist_ok=True)
     results = [r.to_dict() for r in evaluate_sizes(model, size_list, count, seed=seed, batch_size=batch_size,
-                                                    depth_cap=depth_cap, recent=recent)]
+                                                    depth_cap=depth_cap, recent=recent, family=family)]
     command = f"workbench eval --model {model_name} --sizes {sizes} --count {count} --seed {seed}" + \
-        (f" --depth-cap {depth_cap}" if depth_cap else "") + (f" --recent {recent}" if recent else "")
+        (f" --depth-cap {depth_cap}" if depth_cap else "") + (f" --recent {recent}" if recent else "") + \
+        (f" --family {family}" if family != "uniform" else "")
     curves = {model.meta["name"]: results}
     save_accuracy_png(curves, folder / f"{tag}.png")
     accuracy_figure(curves).write_html(folder / f"{tag}.html", include_plotlyjs="cdn")
@@ -238,6 +261,38 @@ def evaluate(model_name: str, sizes: str, count: int, seed: int, batch_size: int
                       card=folder.resolve() == Path(model.meta["path"]).resolve())
     click.echo(eval_table(results))
     click.echo(f"wrote {folder / (tag + '.json')}, {tag}.png, {tag}.html")
+
+
+@cli.command()
+@click.option("--model", "model_name", default="default", show_default=True, help=MODEL_HELP)
+@click.option("--families", default="all", show_default=True, help="comma-separated families, or all")
+@click.option("--sizes", default="32,64,128", show_default=True, help="graph sizes: a list, or a,b,...,c")
+@click.option("--count", type=click.IntRange(1), default=64, show_default=True, help="graphs per family and size")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--out", default=None, help="folder for robustness.json (default: the model's folder, whose card then shows it)")
+def robustness(model_name: str, families: str, sizes: str, count: int, seed: int, batch_size: int, out: str | None) -> None:
+    """Accuracy on every graph family (size, depth, fan-out, distance, leaves): a table, robustness.json and the card."""
+    from workbench.evaluation import FAMILIES, evaluate_families
+    from workbench.model.card import ROBUSTNESS_FILE, robustness_table, write_robustness_record
+    from workbench.task.families import family as check_family
+
+    names = list(FAMILIES) if families.strip() == "all" else [f.strip() for f in families.split(",") if f.strip()]
+    if not names:
+        raise WorkbenchError("--families is empty; give comma-separated family names or all")
+    for name in names:
+        check_family(name)
+    model, size_list = model_and_sizes(model_name, sizes)
+    folder = Path(out) if out else Path(model.meta["path"])
+    if not folder.is_dir():
+        raise WorkbenchError(f"--out folder '{folder}' does not exist; create it first")
+    results = evaluate_families(model, names, size_list, count, seed=seed, batch_size=batch_size)
+    record = {f: [r.to_dict() for r in rows] for f, rows in results.items()}
+    command = f"workbench robustness --model {model_name} --families {families} --sizes {sizes} --count {count} --seed {seed}"
+    write_robustness_record(folder, model.meta["name"], command, record,
+                            card=folder.resolve() == Path(model.meta["path"]).resolve())
+    click.echo(robustness_table(record))
+    click.echo(f"wrote {folder / ROBUSTNESS_FILE}")
 
 
 @cli.command()

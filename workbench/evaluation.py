@@ -8,7 +8,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from workbench.model.looped import LoopedModel
-from workbench.solve import run_chunked
+from workbench.solving import run_chunked
+from workbench.task.families import FAMILIES, sample_family
 from workbench.task.graphs import sample_graphs
 from workbench.task.tokens import TokenBatch, tokenize
 from workbench.task.vocab import F_VALUE
@@ -42,16 +43,24 @@ def score_run(tb: TokenBatch, final: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def evaluate_sizes(model: LoopedModel, sizes: list[int], count: int, *, seed: int = 0, batch_size: int = 64,
-                   depth_cap: int | None = None, recent: int | None = None, progress: bool = True) -> list[SizeResult]:
-    """Accuracy on ``count`` fresh uncapped graphs per size, looping until the state stops changing."""
+                   depth_cap: int | None = None, recent: int | None = None, family: str = "uniform",
+                   progress: bool = True) -> list[SizeResult]:
+    """Accuracy on ``count`` fresh uncapped graphs per size, looping until the state stops changing.
+
+    ``family`` (see ``workbench.task.families``) picks the axis the graphs stress; ``uniform`` is the
+    paper's law, where ``depth_cap`` and ``recent`` apply.
+    """
     was_training = model.training
     model.eval()
     results = []
-    bar = tqdm(total=len(sizes) * count, desc="eval", unit="graph", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(sizes) * count, desc=f"eval {family}" if family != "uniform" else "eval", unit="graph", disable=not progress, dynamic_ncols=True)
     for n in sizes:
         bar.set_postfix(N=n)
         rng = np.random.default_rng([seed, n])
-        graphs = sample_graphs(n, count, rng=rng, task=model.task, depth_cap=depth_cap, recent=recent)
+        if family == "uniform":
+            graphs = sample_graphs(n, count, rng=rng, task=model.task, depth_cap=depth_cap, recent=recent)
+        else:
+            graphs = sample_family(family, n, count, rng=rng, task=model.task)
         tb = tokenize(graphs, model.vocab)
         final, iters, conv = run_chunked(model, tb, batch_size=batch_size, on_chunk=bar.update)
         exact, node_acc = score_run(tb, final)
@@ -60,3 +69,13 @@ def evaluate_sizes(model: LoopedModel, sizes: list[int], count: int, *, seed: in
     bar.close()
     model.train(was_training)
     return results
+
+
+def evaluate_families(model: LoopedModel, families: list[str], sizes: list[int], count: int, *, seed: int = 0,
+                      batch_size: int = 64, progress: bool = True) -> dict[str, list[SizeResult]]:
+    """Robustness: ``evaluate_sizes`` for each family in ``families`` (all of ``FAMILIES`` by name)."""
+    return {f: evaluate_sizes(model, sizes, count, seed=seed, batch_size=batch_size, family=f, progress=progress)
+            for f in families}
+
+
+__all__ = ["FAMILIES", "SizeResult", "score_run", "evaluate_sizes", "evaluate_families"]

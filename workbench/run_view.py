@@ -90,6 +90,12 @@ class RunView:
     def solved(self) -> bool:
         return bool((self.values[-1] == self.truth).all())
 
+    @property
+    def unsolved(self) -> int:
+        """Nodes without a value (EMPTY or out of range) in the last state: a fixed point can leave some."""
+        last = self.values[-1]
+        return int(((last < 0) | (last >= self.modulus)).sum())
+
     def clamp(self, state: int | None) -> int:
         """``state`` limited to 0..n_steps (None: the last state)."""
         return self.n_steps if state is None else max(0, min(int(state), self.n_steps))

@@ -39,6 +39,13 @@ def layout(**_):
         ]),
         html.Div(id=ID("training-message")),
         dcc.Graph(id=ID("training"), config=GRAPH_CONFIG),
+        html.H3("Robustness: every axis a graph can grow along"),
+        html.Div("% of graphs fully solved per graph family and N, from the model's robustness.json "
+                 "(workbench robustness): each family is the paper's law with one axis pushed: depth, fan-out (two "
+                 "variables each read by 30-60 equations), fan-out with depth (v_i = v_(i-1) + w), distance from "
+                 "definition to use, number of leaves.", className="hint"),
+        html.Div(id=ID("robustness-message")),
+        dcc.Graph(id=ID("robustness"), config=GRAPH_CONFIG),
     ])
 
 
@@ -79,3 +86,17 @@ def show(paper):
         rows.append(html.Tr([html.Td(name)] + [html.Td(f"{100 * by_n[n]['graph_acc']:.1f}% ({100 * by_n[n]['node_acc']:.0f}% nodes)"
                                                        if n in by_n else "") for n in sizes]))
     return fig, html.Table([head, *rows], className="summary")
+
+
+@callback(Output(ID("robustness"), "figure"), Output(ID("robustness-message"), "children"), Input(ID("model"), "value"))
+@safe(lambda msg: ({}, error_box(msg)))
+def show_robustness(model):
+    from workbench.app_state import model_robustness
+    from workbench.plots.generalization import robustness_figure
+
+    if not model:
+        return {}, None
+    families = model_robustness(model)
+    if not families:
+        return {}, note(f"Model {model} has no robustness record: run `.venv/bin/workbench robustness --model {model}`.")
+    return robustness_figure(families, title=f"Robustness: {model}"), None

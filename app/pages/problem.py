@@ -18,6 +18,7 @@ PLACEHOLDER = "price = 17\ntax = 9\ntotal = price + tax\nshipping = total   # an
 
 def layout(**_):
     from workbench.app_state import MAX_NODES, MAX_TEXT_CHARS, MIN_NODES, model_names
+    from workbench.task.families import PRESETS
 
     return html.Div(className="page", children=[
         dcc.Store(id=ID("init"), data=True),  # makes the page's callbacks fire when it opens
@@ -34,6 +35,10 @@ def layout(**_):
                     html.Span("seed"), dcc.Input(id=ID("seed"), type="number", step=1, value=0, className="num"),
                     html.Button("Generate", id=ID("generate")),
                 ]),
+                html.Label("…or run a preset that stresses one axis (fan-out: one name read by many equations)",
+                           htmlFor=ID("preset")),
+                dcc.Dropdown(id=ID("preset"), options=[{"label": k, "value": k} for k in PRESETS], placeholder="presets",
+                             clearable=True, searchable=False, optionHeight=48, className="preset"),
                 html.Label(f"…or type or paste your own (one equation per line; at most {MAX_NODES} variables and "
                            f"{MAX_TEXT_CHARS:,} characters)", htmlFor=ID("text")),
                 dcc.Textarea(id=ID("text"), placeholder=PLACEHOLDER, className="problem-text", spellCheck=False),
@@ -66,18 +71,22 @@ def fill(data, _init):
 
 
 @callback(Output(ids.RUN, "data"), Output(ID("message"), "children"),
-          Input(ID("submit"), "n_clicks"), Input(ID("generate"), "n_clicks"),
+          Input(ID("submit"), "n_clicks"), Input(ID("generate"), "n_clicks"), Input(ID("preset"), "value"),
           State(ID("text"), "value"), State(ID("model"), "value"), State(ID("size"), "value"), State(ID("seed"), "value"),
           prevent_initial_call=True)
 @safe(lambda msg: (no_update, error_box(msg)))
-def submit(run_clicks, generate_clicks, text, model, size, seed):
-    """Run the typed problem, or generate one; the run is computed here once and cached."""
+def submit(run_clicks, generate_clicks, preset, text, model, size, seed):
+    """Run the typed problem, generate one, or run a preset (one click); the run is computed here once and cached."""
     from workbench.app_state import generate_problem, get_run, make_key
+    from workbench.task.families import PRESETS
 
-    if not run_clicks and not generate_clicks:  # the page just opened: nothing was clicked
+    if ctx.triggered_id == ID("preset"):
+        if preset not in PRESETS:  # cleared: nothing to run
+            raise PreventUpdate
+        text, done = PRESETS[preset], f"Preset loaded: {preset}."
+    elif not run_clicks and not generate_clicks:  # the page just opened: nothing was clicked
         raise PreventUpdate
-
-    if ctx.triggered_id == ID("generate"):
+    elif ctx.triggered_id == ID("generate"):
         n, s = as_int(size, "the size"), as_int(seed, "the seed")
         if n is None or s is None:
             return no_update, error_box("give the number of nodes and a seed to generate a graph")
@@ -87,7 +96,8 @@ def submit(run_clicks, generate_clicks, text, model, size, seed):
         done = "Problem loaded."
     key = make_key(model, text or "")
     run = get_run(key)
-    return key.to_json(), note(f"{done} {run.n_steps} steps on {run.model}.")
+    left = f" It stopped with {run.unsolved} variables unsolved." if run.unsolved else ""
+    return key.to_json(), note(f"{done} {run.n_steps} steps on {run.model}.{left}")
 
 
 def token_lines(run, state: int) -> list:

@@ -34,7 +34,7 @@ def app_models(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("app-models")
     (root / "default").mkdir()
-    for name in ("model.safetensors", "config.json"):
+    for name in ("model.safetensors", "config.json", "robustness.json"):
         shutil.copy(REPO / "models" / "default" / name, root / "default" / name)
     (root / "default" / "run").mkdir()
     shutil.copy(REPO / "models" / "default" / "run" / "log.jsonl", root / "default" / "run" / "log.jsonl")

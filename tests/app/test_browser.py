@@ -53,6 +53,17 @@ def test_the_generalization_page_shows_the_session_models_training_curves(page: 
     open_app(page, server_url, "/generalization")
     expect(page.locator("#generalization-training .gtitle")).to_contain_text("Training curves: default")
     expect(page.locator("#generalization-training")).to_contain_text("training step")
+    expect(page.locator("#generalization-robustness .gtitle")).to_contain_text("Robustness: default")
+    expect(page.locator("#generalization-robustness")).to_contain_text("hub-chain")
+
+
+def test_a_fan_out_preset_runs_in_one_click(page: Page, server_url):
+    open_app(page, server_url)
+    page.locator("#problem-preset").click()
+    page.get_by_text("fan-out at the training cap: a 12-link chain").click()
+    expect(page.locator("#problem-message")).to_contain_text("Preset loaded: fan-out at the training cap")
+    expect(page.locator("#problem-text")).to_have_value(re.compile(r"^w = 2\nv0 = 1\nv1 = v0 \+ w"))
+    expect(page.locator("#run-info")).to_contain_text("14 nodes")
 
 
 def test_a_typed_problem_shows_errors_inline_then_runs(page: Page, server_url):

@@ -28,7 +28,7 @@ def call(client, outputs, inputs, state=(), changed=()):
 
 def test_a_typo_in_a_pasted_problem_shows_its_line_and_no_traceback(client):
     got = call(client, [("run", "data"), ("problem-message", "children")],
-               [("problem-submit", "n_clicks", 1), ("problem-generate", "n_clicks", None)],
+               [("problem-submit", "n_clicks", 1), ("problem-generate", "n_clicks", None), ("problem-preset", "value", None)],
                [("problem-text", "value", "a = 3\nb = a +"), ("problem-model", "value", "default"),
                 ("problem-size", "value", 16), ("problem-seed", "value", 0)], ["problem-submit.n_clicks"])
     text = json.dumps(got)
@@ -38,13 +38,13 @@ def test_a_typo_in_a_pasted_problem_shows_its_line_and_no_traceback(client):
 
 def test_generating_stores_a_small_key_and_rejects_big_sizes(client):
     ok = call(client, [("run", "data"), ("problem-message", "children")],
-              [("problem-submit", "n_clicks", None), ("problem-generate", "n_clicks", 1)],
+              [("problem-submit", "n_clicks", None), ("problem-generate", "n_clicks", 1), ("problem-preset", "value", None)],
               [("problem-text", "value", ""), ("problem-model", "value", "default"), ("problem-size", "value", 12),
                ("problem-seed", "value", 3)], ["problem-generate.n_clicks"])
     key = ok["response"]["run"]["data"]
     assert set(key) == {"model", "text", "seed"} and key["text"].count("\n") == 12
     bad = call(client, [("run", "data"), ("problem-message", "children")],
-               [("problem-submit", "n_clicks", None), ("problem-generate", "n_clicks", 2)],
+               [("problem-submit", "n_clicks", None), ("problem-generate", "n_clicks", 2), ("problem-preset", "value", None)],
                [("problem-text", "value", ""), ("problem-model", "value", "default"), ("problem-size", "value", 500),
                 ("problem-seed", "value", 3)], ["problem-generate.n_clicks"])
     assert "from 7 to 128" in json.dumps(bad)
@@ -141,3 +141,53 @@ def test_workbench_app_serves_the_app_and_rejects_unknown_models(app_models, tmp
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_run_that_stops_with_empty_slots_says_how_many_are_unsolved(client, monkeypatch):
+    """A fixed point with EMPTY slots is not 'solved': the run info names the count (the fan-out failure)."""
+    import dataclasses
+
+    from workbench.run_view import RunView
+
+    view = RunView.example()
+    stuck = view.values.copy()
+    stuck[3:, 2] = view.vocab.empty  # the last node never gets a value; the state stops changing anyway
+    views = iter([dataclasses.replace(view, values=stuck), view])
+    monkeypatch.setattr(S, "get_run", lambda key: next(views))
+    got = call(client, [("step", "max"), ("step", "marks"), ("step", "value"), ("run-info", "children")],
+               [("run", "data", S.make_key("default", SMALL).to_json())], changed=["run.data"])
+    text = json.dumps(got["response"]["run-info"])
+    assert "stopped with 1 variables unsolved (reached a fixed point)" in text
+    complete = call(client, [("step", "max"), ("step", "marks"), ("step", "value"), ("run-info", "children")],
+                    [("run", "data", S.make_key("default", SMALL).to_json())], changed=["run.data"])
+    assert "unsolved" not in json.dumps(complete["response"]["run-info"])
+
+
+def test_the_generalization_page_shows_a_models_robustness_table_or_how_to_make_one(client):
+    outputs = [("generalization-robustness", "figure"), ("generalization-robustness-message", "children")]
+    got = call(client, outputs, [("generalization-model", "value", "default")])["response"]
+    heat = got["generalization-robustness"]["figure"]["data"][0]
+    assert heat["type"] == "heatmap" and {"uniform", "hub", "hub-chain", "deep"} <= set(heat["y"])
+    assert all(0 <= v <= 100 for row in heat["z"] for v in row if v is not None)
+    assert got["generalization-robustness-message"]["children"] is None
+    none = json.dumps(call(client, outputs, [("generalization-model", "value", "tiny")]))
+    assert "workbench robustness --model tiny" in none
+
+
+def test_a_preset_runs_in_one_click_and_reports_unsolved_variables_when_there_are_any(client):
+    from workbench.task.families import PRESETS
+
+    preset = next(k for k in PRESETS if k.startswith("fan-out: a 60-link chain"))
+    inputs = lambda value: [("problem-submit", "n_clicks", None), ("problem-generate", "n_clicks", None),  # noqa: E731
+                            ("problem-preset", "value", value)]
+    state = [("problem-text", "value", ""), ("problem-model", "value", "default"), ("problem-size", "value", 16),
+             ("problem-seed", "value", 0)]
+    got = call(client, [("run", "data"), ("problem-message", "children")], inputs(preset), state, ["problem-preset.value"])
+    key = got["response"]["run"]["data"]
+    assert key["model"] == "default" and key["text"].count("\n") == 62  # 62 equations, one per line
+    message = json.dumps(got["response"]["problem-message"])
+    assert "Preset loaded: fan-out: a 60-link chain" in message and "Traceback" not in message
+    run = S.get_run(S.RunKey.from_json(key))
+    assert ("unsolved" in message) == (run.unsolved > 0)
+    nothing = call(client, [("run", "data"), ("problem-message", "children")], inputs(None), state, ["problem-preset.value"])
+    assert nothing is None  # clearing the preset changes nothing

@@ -367,6 +367,10 @@ READINGS = {"probes": _reading_probes, "lens": _reading_lens, "routing": _readin
 
 
 # ---------------------------------------------------------------------------------------------- page
+FANOUT_PAGE = "fanout.md"
+"""The fan-out write-up beside the results page (``probes/fan_out.py``), linked from it when present."""
+
+
 def write_page(results: dict[str, dict[str, dict]], doc: str | Path, plots: str | Path, *,
                sources: dict[str, Path] | None = None, command: str = "python probes/reproduce_paper.py") -> Path:
     """Write the markdown page ``doc`` and copy every figure into ``plots/<model>/``; returns ``doc``.
@@ -388,6 +392,9 @@ def write_page(results: dict[str, dict[str, dict]], doc: str | Path, plots: str 
               "PNG and interactive HTML to `models/<name>/probes/`; the plots here are copies. Verdicts are "
               "mechanical: the rules are in `workbench/analysis/report.py`, and a finding the model's training "
               "has not reached yet is marked so rather than counted against it.", ""]
+    if (doc.parent / FANOUT_PAGE).exists():
+        lines += [f"See also [{FANOUT_PAGE}]({FANOUT_PAGE}): why a model loses its name lookup when one variable is read "
+                  "by many equations, measured with the workbench (`python probes/fan_out.py`).", ""]
     lines += ["## The paper's findings beside ours", ""]
     header = "| finding | paper | " + " | ".join(f"`{m}`" for m in models) + " |"
     lines += [header, "|" + "---|" * (2 + len(models))]

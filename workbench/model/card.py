@@ -12,30 +12,89 @@ from typing import Any
 from workbench.model.checkpoint import CARD, CONFIG, write_text_atomic
 
 EVAL_FILE = "eval.json"
+ROBUSTNESS_FILE = "robustness.json"  # written by ``workbench robustness``: accuracy per graph family and size
 TRAINING_PNG, TRAINING_HTML = "training.png", "training.html"  # written by workbench.training.curves
 FAILED_GLOB = "failed-*.jsonl"  # failed branches of a run, kept in its folder beside log.jsonl
 NOTES_MARK = "<!-- notes -->"
 
 
 def eval_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown table of an evaluation: one row per graph size."""
-    lines = ["| N | graphs | % fully solved | % nodes right | mean steps | % converged | mean / max depth |",
-             "|---|---|---|---|---|---|---|"]
+    """Markdown table of an evaluation: one row per graph size (and name-map seed, when the record has them).
+
+    ``% complete`` (every variable got a value) shows when the rows carry it: a fixed point with EMPTY
+    slots converges without being complete.
+    """
+    seeded = any("name_seed" in r for r in rows)
+    complete = any("complete" in r for r in rows)
+    head = "| N |" + (" name seed |" if seeded else "") + " graphs | % fully solved | % nodes right |" + \
+        (" % complete |" if complete else "") + " mean steps | % converged | mean / max depth |"
+    lines = [head, "|---|" + ("---|" if seeded else "") + "---|---|---|" + ("---|" if complete else "") + "---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['n_nodes']} | {r['count']} | {100 * r['graph_acc']:.1f} | {100 * r['node_acc']:.1f} | "
-                     f"{r['mean_iterations']:.1f} | {100 * r['converged']:.1f} | {r['mean_depth']:.1f} / {r['max_depth']} |")
+        lines.append(f"| {r['n_nodes']} |" + (f" {r.get('name_seed', 0)} |" if seeded else "")
+                     + f" {r['count']} | {100 * r['graph_acc']:.1f} | {100 * r['node_acc']:.1f} |"
+                     + (f" {100 * r['complete']:.1f} |" if complete and "complete" in r else (" – |" if complete else ""))
+                     + f" {r['mean_iterations']:.1f} | {100 * r['converged']:.1f} | {r['mean_depth']:.1f} / {r['max_depth']} |")
     return "\n".join(lines)
+
+
+def robustness_table(families: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown table: one row per graph family, % of graphs fully solved per N (nodes right in brackets)."""
+    from workbench.task.families import FAMILIES
+
+    sizes = sorted({r["n_nodes"] for rows in families.values() for r in rows})
+    lines = ["| family | stresses | " + " | ".join(f"N={n}" for n in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+    for name, rows in families.items():
+        by_n = {r["n_nodes"]: r for r in rows}
+        cells = [f"{100 * by_n[n]['graph_acc']:.1f} ({100 * by_n[n]['node_acc']:.1f})" if n in by_n else "–" for n in sizes]
+        axis = FAMILIES[name].axis if name in FAMILIES else "?"
+        lines.append(f"| {name} | {axis} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def robustness_section(path: Path) -> list[str]:
+    """Card lines for ``robustness.json`` ([] when absent or unreadable)."""
+    try:
+        rec = json.loads(path.read_text())
+        families = rec["families"]
+        count = next(iter(families.values()))[0]["count"]
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, StopIteration, IndexError, TypeError):
+        return []
+    return ["## Robustness", "",
+            f"`{rec.get('command', 'workbench robustness')}`: {count} fresh graphs per family and N, free-running until the "
+            "state stops changing. % of graphs fully solved (% of nodes right). Each family is the paper's law with one "
+            "axis pushed (`workbench.task.families`): `hub` has two variables each read by 30-60 later equations, "
+            "`hub-chain` is `v_i = v_(i-1) + w` through every node.", "",
+            robustness_table(families), ""]
+
+
+def write_robustness_record(folder: str | Path, model: str, command: str, families: dict[str, list[dict[str, Any]]],
+                            *, card: bool = True) -> Path:
+    """Write ``robustness.json`` ({model, command, families: {name: rows}}) and refresh the card when ``card``."""
+    folder = Path(folder)
+    path = folder / ROBUSTNESS_FILE
+    write_text_atomic(path, json.dumps({"model": model, "command": command, "families": families}, indent=2) + "\n")
+    if card:
+        write_card(folder)
+    return path
+
+
+def hubs_cell(phase: dict[str, Any]) -> str:
+    """The phases table's hub column: '-' or the share of rewired graphs and their reader cap."""
+    if not phase.get("hubs"):
+        return "-"
+    return f"{phase['hubs']:g} of graphs, <= {phase.get('max_fan_out', 12)} readers"
 
 
 def phases_table(phases: list[dict[str, Any]], lr: float | None = None) -> str:
     """Markdown table of the curriculum; ``lr`` is the run's rate, shown where a phase keeps it."""
-    lines = ["| phase | steps | lr | N | fan-in | modulus | leaf values | zero leaves | operand lookup | depth cap | corruption |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| phase | steps | lr | N | fan-in | modulus | leaf values | zero leaves | operand lookup | depth cap | corruption | hubs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in phases:
         lines.append(f"| {p['name']} | {p['steps']} | {p.get('lr') or lr} | {p['nodes'][0]}-{p['nodes'][1]} | {','.join(map(str, p['fan_in']))} | "
                      f"{p.get('modulus') or 'task'} | {p.get('leaf_values') or 'all'} | {p.get('zero_leaves', 0)} | "
                      f"{p.get('operand_lookup', 0)} | {p.get('depth_cap')} | "
-                     f"{'model default' if p.get('corruption_prob') is None else p['corruption_prob']} |")
+                     f"{'model default' if p.get('corruption_prob') is None else p['corruption_prob']} | "
+                     f"{hubs_cell(p)} |")
     return "\n".join(lines)
 
 
@@ -139,8 +198,9 @@ def render_card(folder: str | Path) -> str:
                     f"![training curves]({TRAINING_PNG})", ""]
     if (folder / EVAL_FILE).exists():
         out += ["## Evaluation", "", *record_section(folder / EVAL_FILE, main=True)]
+    out += robustness_section(folder / ROBUSTNESS_FILE)
     for extra in sorted(folder.glob("*.json")):
-        if extra.name not in (CONFIG, EVAL_FILE):
+        if extra.name not in (CONFIG, EVAL_FILE, ROBUSTNESS_FILE):
             out += record_section(extra)
     out += ["## Hooks", "", "Hook names: `loop.{t}.blocks.{l}.attn.hook_pattern` and friends (see ARCHITECTURE.md).", ""]
     old = (folder / CARD).read_text() if (folder / CARD).exists() else ""

@@ -30,6 +30,22 @@ def accuracy_figure(curves: Curves, *, paper: tuple[str, ...] = ("Discrete LSS +
     return fig
 
 
+def robustness_figure(families: Curves, *, title: str = "Robustness") -> go.Figure:
+    """Heatmap of % graphs fully solved: one row per graph family, one column per N (nodes right on hover)."""
+    sizes = sorted({r["n_nodes"] for rows in families.values() for r in rows})
+    names = list(families)
+    by = {f: {r["n_nodes"]: r for r in rows} for f, rows in families.items()}
+    solved = [[100 * by[f][n]["graph_acc"] if n in by[f] else None for n in sizes] for f in names]
+    nodes = [[100 * by[f][n]["node_acc"] if n in by[f] else None for n in sizes] for f in names]
+    text = [[f"{v:.1f}" if v is not None else "" for v in row] for row in solved]
+    fig = go.Figure(go.Heatmap(z=solved, x=[f"N={n}" for n in sizes], y=names, zmin=0, zmax=100, colorscale="RdYlGn",
+                               text=text, texttemplate="%{text}", customdata=nodes, colorbar={"title": "% solved"},
+                               hovertemplate="%{y}, %{x}: %{z:.1f}% graphs solved, %{customdata:.1f}% nodes right<extra></extra>"))
+    fig.update_layout(title=title, template="plotly_white", height=120 + 40 * len(names),
+                      yaxis={"autorange": "reversed"}, margin={"l": 90, "r": 20, "t": 50, "b": 40})
+    return fig
+
+
 def save_accuracy_png(curves: Curves, path: str | Path, *, paper: tuple[str, ...] = ("Discrete LSS + error correction", "Discrete LSS", "Continuous LSS")) -> None:
     """The same figure as a PNG (matplotlib: no browser needed)."""
     import matplotlib

@@ -9,7 +9,8 @@ import torch
 
 from workbench.model.config import ModelConfig
 from workbench.task.config import TaskConfig
-from workbench.task.graphs import apply_op, evaluate, sample_graphs
+from workbench.task.families import add_hubs
+from workbench.task.graphs import Graphs, apply_op, evaluate, sample_graphs
 from workbench.task.tokens import TokenBatch, tokenize
 from workbench.task.vocab import F_VALUE, Vocab
 from workbench.training.config import Phase
@@ -38,7 +39,24 @@ def sample_phase(phase: Phase, task: TaskConfig, batch: int, rng: np.random.Gene
         zero = (graphs.leaf_value >= 0) & (rng.random(graphs.leaf_value.shape) < phase.zero_leaves)
         graphs.leaf_value = np.where(zero, 0, graphs.leaf_value)
         graphs.value = np.where(graphs.valid, evaluate(graphs.parents, graphs.ops, graphs.leaf_value, phase_task.modulus), -1)
+    if phase.hubs > 0:
+        hit = np.flatnonzero(rng.random(batch) < phase.hubs)
+        if len(hit):
+            graphs = graphs.select(np.concatenate([hit, np.setdiff1d(np.arange(batch), hit)]))
+            hubbed = add_hubs(graphs.select(slice(0, len(hit))), rng, readers=(2, phase.max_fan_out), hub_pool=HUB_POOL)
+            graphs = _concat(hubbed, graphs.select(slice(len(hit), batch)))
     return tokenize(graphs, Vocab.for_task(task))
+
+
+HUB_POOL = 12
+"""Training hubs are drawn among the first 12 nodes in model order: leaves and early inner nodes."""
+
+
+def _concat(a: Graphs, b: Graphs) -> Graphs:
+    """Two graph batches of the same node axis, one after the other."""
+    cat = lambda x, y: np.concatenate([x, y])  # noqa: E731
+    return Graphs(cat(a.parents, b.parents), cat(a.ops, b.ops), cat(a.leaf_value, b.leaf_value), cat(a.value, b.value),
+                  cat(a.depth, b.depth), cat(a.names, b.names), cat(a.n_nodes, b.n_nodes), a.modulus)
 
 
 ERASE_SHARE = 0.25

@@ -29,6 +29,12 @@ class Phase:
         circuit "each operand looks its value up, the result reads its operands by position" instead
         of a lookup per operand slot, which left later slots unlearned (see the model card).
     depth_cap: parents only among nodes of depth < cap. corruption_prob overrides the model's.
+    hubs: the share of graphs rewired so that 1-2 early variables are read by 2..max_fan_out later
+        equations each (``task.families.add_hubs``); the paper's law almost never has such hubs, and a
+        model trained without them loses its lookups when one name recurs dozens of times.
+    lookup_temperature: during this phase the first block's content scores (q.k) are divided by this
+        (inference always uses 1). A name lookup trained to hold under softened scores is this many
+        times sharper at inference, so it survives far more same-name look-alikes than training had.
     """
 
     name: str
@@ -42,6 +48,9 @@ class Phase:
     depth_cap: int | None = 6
     lr: float | None = None
     corruption_prob: float | None = None
+    hubs: float = 0.0
+    max_fan_out: int = 12
+    lookup_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))
@@ -50,6 +59,10 @@ class Phase:
             raise WorkbenchError(f"phase {self.name!r}: steps must be positive and nodes a range [lo, hi] with 6 < lo <= hi")
         if not 0.0 <= self.zero_leaves <= 1.0:
             raise WorkbenchError(f"phase {self.name!r}: zero_leaves must lie in [0, 1]")
+        if not self.lookup_temperature > 0:
+            raise WorkbenchError(f"phase {self.name!r}: lookup_temperature must be positive")
+        if not 0.0 <= self.hubs <= 1.0 or self.max_fan_out < 2:
+            raise WorkbenchError(f"phase {self.name!r}: hubs must lie in [0, 1] and max_fan_out be at least 2")
         if not self.fan_in or any(k not in (1, 2, 3) for k in self.fan_in):
             raise WorkbenchError(f"phase {self.name!r}: fan_in entries must be 1, 2 or 3")
 

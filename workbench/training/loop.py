@@ -278,6 +278,12 @@ def trim_log(path: Path, step: int) -> None:
         write_text_atomic(path, "".join(kept))
 
 
+def set_lookup_temperature(model: LoopedModel, temperature: float) -> None:
+    """The first block's training-time content temperature (``Phase.lookup_temperature``); later blocks keep 1."""
+    for i, block in enumerate(model.blocks):
+        block.attn.train_temperature = temperature if i == 0 else 1.0
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up to the phase's rate, then constant."""
     base = cfg.phase_at(step).lr or cfg.lr
@@ -368,6 +374,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
         start = time.perf_counter()
         phase = cfg.phase_at(run.step)
         model.train()
+        set_lookup_temperature(model, phase.lookup_temperature)
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, run.step)
         tb = sample_phase(phase, cfg.task, cfg.batch_graphs * dist_env.world, run.rng)

@@ -122,3 +122,29 @@ def test_independent_check_bad_tag_is_one_line_and_writes_nothing(model_dir, tmp
     code, _, err = call(check, ["--model", model_dir / "tiny", "--tag", "../x"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--tag" in err
     assert not (model_dir / "x.json").exists()
+
+
+def test_independent_hub_and_chain_problems_stress_fan_out_and_records_carry_each_name_seed(model_dir, tmp_path, capsys, monkeypatch):
+    import collections
+    import random
+    import shutil
+
+    check = script("independent_check.py")
+    text, truth, depth = check.make_problem(128, random.Random(3), None, 23, "hub")
+    reads = collections.Counter(p.strip() for line in text.splitlines() for p in line.split("=")[1].split("+")
+                                if not p.strip().isdigit())
+    assert 30 <= reads.most_common(2)[1][1] and reads.most_common(1)[0][1] <= 60  # two hubs, 30-60 readers each
+    text, truth, depth = check.make_problem(64, random.Random(4), None, 23, "chain")
+    w = collections.Counter(line.split("+")[-1].strip() for line in text.splitlines() if "+" in line).most_common(1)[0][0]
+    assert depth == 62 and sum(line.endswith(f"+ {w}") for line in text.splitlines()) == 62
+    monkeypatch.setenv("WORKBENCH_DEVICE", "cpu")
+    folder = tmp_path / "tiny"
+    shutil.copytree(model_dir / "tiny", folder)
+    code, out, err = call(check, ["--model", folder, "--sizes", "12", "--count", "2", "--family", "chain",
+                                  "--name-seeds", "0,1,2", "--tag", "chains"], capsys)
+    assert code == 0, err
+    rows = json.loads((folder / "chains.json").read_text())["sizes"]
+    assert [r["name_seed"] for r in rows] == [0, 1, 2] and all(0 <= r["complete"] <= 1 for r in rows)
+    assert "| name seed |" in out and "% complete" in out
+    code, _, err = call(check, ["--model", folder, "--name-seeds", "a,b"], capsys)
+    assert code == 2 and "--name-seeds" in err

@@ -184,3 +184,19 @@ def test_long_chain_needs_no_recursion():
 
 def test_docstring_examples_run():
     assert doctest.testmod(text_module).failed == 0
+
+
+def test_the_top_level_solve_stays_a_function_after_every_call():
+    """``wb.solve`` is the README's example; a lazily imported submodule of the same name once replaced it."""
+    import subprocess
+    import sys
+
+    code = ("import workbench as wb, torch\n"
+            "from workbench.model.looped import LoopedModel\n"
+            "m = LoopedModel(wb.ModelConfig(n_layers=1, n_heads=2, d_model=16), wb.TaskConfig())\n"
+            "a = wb.solve(m, 'a = 3', max_steps=2); b = wb.solve(m, 'a = 3', max_steps=2)\n"
+            "import workbench.solving\n"
+            "c = wb.solve(m, 'a = 3', max_steps=2)\n"
+            "print(callable(wb.solve), a == b == c)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "True"], done.stderr[-2000:]

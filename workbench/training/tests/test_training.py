@@ -561,3 +561,47 @@ def test_unreadable_config_files_are_user_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(WorkbenchError, match="cannot parse"):
         load_train_config(tmp_path / "bad.json")
+
+
+# --- fan-out: hub graphs and the tempered lookup ---------------------------------------------------------
+
+def test_a_hub_phase_trains_on_graphs_whose_hubs_respect_the_reader_cap():
+    from workbench.task.families import fan_out
+    from workbench.training.batches import sample_phase
+
+    phase = Phase(name="hubs", steps=1, nodes=(24, 32), hubs=1.0, max_fan_out=9)
+    plain = Phase(name="plain", steps=1, nodes=(24, 32))
+    hubbed = sample_phase(phase, TaskConfig(), 128, np.random.default_rng(0)).graphs
+    base = sample_phase(plain, TaskConfig(), 128, np.random.default_rng(0)).graphs
+    assert fan_out(hubbed).max(1).mean() > fan_out(base).max(1).mean() + 0.7
+    assert (fan_out(hubbed).max(1) == 9).mean() > 2 * (fan_out(base).max(1) >= 9).mean()
+    assert fan_out(hubbed).max() <= max(9, fan_out(base).max())
+    assert hubbed.max_depth.max() <= 6  # the phase's depth cap holds
+
+
+def test_the_lookup_temperature_softens_the_first_blocks_content_scores_in_training_only():
+    from workbench.model.looped import LoopedModel
+    from workbench.training.loop import set_lookup_temperature
+
+    torch.manual_seed(0)
+    model = LoopedModel(replace(TINY, n_layers=2), TASK)
+    state = torch.from_numpy(tokenize(sample_graphs(9, 3, rng=np.random.default_rng(1), task=TASK), Vocab.for_task(TASK)).tokens).long()
+    model.eval()
+    before = model.step(state)[0]
+    set_lookup_temperature(model, 2.0)
+    assert [b.attn.train_temperature for b in model.blocks] == [2.0, 1.0]
+    for a, b in zip(model.step(state)[0], before):  # inference ignores it
+        torch.testing.assert_close(a, b)
+    model.train()  # dropout is 0: training mode differs only by the temperature
+    tempered = model.step(state)[0]
+    twin = LoopedModel(replace(TINY, n_layers=2), TASK)
+    twin.load_state_dict(model.state_dict())
+    with torch.no_grad():  # dividing q by 2 is dividing the content scores by 2
+        twin.blocks[0].attn.W_Q.div_(2.0)
+        twin.blocks[0].attn.b_Q.div_(2.0)
+    twin.train()
+    for a, b in zip(tempered, twin.step(state)[0]):
+        torch.testing.assert_close(a, b)
+    assert not torch.allclose(tempered[F_VALUE], before[F_VALUE])
+    with pytest.raises(WorkbenchError, match="lookup_temperature must be positive"):
+        Phase(name="bad", steps=1, lookup_temperature=0.0)

@@ -20,16 +20,37 @@ class Solution:
     """The model's answer to one problem.
 
     values: the value of every variable (user names); None where the model left a slot EMPTY or
-        wrote a code outside 0..p-1 (only when it did not converge).
+        wrote a code outside 0..p-1.
     iterations: steps until the state stopped changing; converged: whether it did within the cap.
+    complete: whether every variable got a value. A converged run can still be incomplete: the state
+        stopped changing with some slots EMPTY (a fixed point short of the solution), so ``converged``
+        alone never means "solved".
     """
 
     values: dict[str, int | None]
     iterations: int
     converged: bool
 
+    @property
+    def complete(self) -> bool:
+        return all(v is not None for v in self.values.values())
+
+    @property
+    def unsolved(self) -> list[str]:
+        """The variables left without a value, in the problem's order."""
+        return [name for name, v in self.values.items() if v is None]
+
     def to_dict(self) -> dict:
-        return {"values": self.values, "iterations": self.iterations, "converged": self.converged}
+        return {"values": self.values, "iterations": self.iterations, "converged": self.converged, "complete": self.complete}
+
+    def warning(self, limit: int = 8) -> str | None:
+        """One line naming the unsolved variables (the first ``limit``), or None when complete."""
+        missing = self.unsolved
+        if not missing:
+            return None
+        shown = ", ".join(missing[:limit]) + (f" and {len(missing) - limit} more" if len(missing) > limit else "")
+        how = "at a fixed point" if self.converged else "at the step cap"
+        return f"warning: stopped {how} with {len(missing)} of {len(self.values)} variables unsolved: {shown}"
 
 
 def as_problem(problem: str | Problem, model: LoopedModel) -> Problem:
