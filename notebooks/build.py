@@ -495,9 +495,9 @@ ROUTING = [
 
     Every operand occurrence finds its variable's **defining position** by name, and every earlier
     *use* of the same name is an EMPTY token that matches the name too. When one variable is read by
-    dozens of equations, a lookup head's softmax mass can drown among those look-alikes. The checkpoint
-    before the fan-out fix (kept in `models/default/run/before-fanout`) shows it; the shipped model,
-    trained with hubs of at most 12 readers and a tempered first layer (its card), should not.
+    dozens of equations, a lookup head's softmax mass can drown among those look-alikes. The shipped
+    model shows it; `models/default/run/after-fanout` (trained on with hubs of at most 12 readers and a
+    tempered first layer, see the card's notes 11-14) holds more mass on the definition.
     `fanout.measure_lookup` runs one teacher-forced step on the solved state (every definition already
     holds its value) and measures, per operand occurrence, the lookup heads' mass on the definition and
     whether block 0 reads the right value there, against the number of earlier uses of the name.
@@ -508,9 +508,9 @@ ROUTING = [
     from workbench.model.checkpoint import models_dir
     from workbench.task.families import PRESETS, sample_family
 
-    before = wb.load_model(models_dir() / "default" / "run" / "before-fanout")
+    after = wb.load_model(models_dir() / "default" / "run" / "after-fanout")
     hubs = sample_family("hub", 64, 6, rng=np.random.default_rng(0), task=model.task)  # 2 variables, ~26 readers each
-    curves = {name: fanout.measure_lookup(m, hubs) for name, m in [("before the fix", before), ("default", model)]}
+    curves = {name: fanout.measure_lookup(m, hubs) for name, m in [("default", model), ("after the fan-out phases", after)]}
     for name, res in curves.items():
         print(name, "lookup heads", res.lookup_heads)
         for row in res.binned():
@@ -525,12 +525,12 @@ ROUTING = [
     code("""
     chain = PRESETS["fan-out: a 60-link chain that re-reads one variable (v_i = v_(i-1) + w)"]
     for factor in (1.0, 1.5):
-        with fanout.sharpened(before, factor):
-            sol = wb.solve(before, chain)
-        print(f"before the fix, first layer sharpened x{factor}: complete={sol.complete}, "
+        with fanout.sharpened(model, factor):
+            sol = wb.solve(model, chain)
+        print(f"default, first layer sharpened x{factor}: complete={sol.complete}, "
               f"{len(sol.unsolved)} unsolved, converged={sol.converged}")
-    sol = wb.solve(model, chain)
-    print(f"default: complete={sol.complete}, {len(sol.unsolved)} unsolved")
+    sol = wb.solve(after, chain)
+    print(f"after the fan-out phases: complete={sol.complete}, {len(sol.unsolved)} unsolved")
     """),
 ]
 

@@ -8,7 +8,7 @@ their operand's recurrence, and a causal test: the first layer's content scores 
 (``workbench.analysis.fanout.sharpened``). Writes ``fanout.md``, ``fanout.json``, ``fanout.html`` and
 ``fanout.png`` to ``--out`` (the write-up page in docs/).
 
-    python probes/fan_out.py --models models/default/run/before-fanout,default --out docs
+    python probes/fan_out.py --out docs
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def save_png(curves: dict, runs: dict, path: Path, train_cap: int = 12) -> None:
 
 
 @click.command()
-@click.option("--models", default="models/default/run/before-fanout,default", show_default=True,
+@click.option("--models", default="default,models/default/run/after-fanout", show_default=True,
               help="comma-separated model names or folders")
 @click.option("--nodes", type=click.IntRange(16, 128), default=96, show_default=True, help="nodes per hub graph")
 @click.option("--count", type=click.IntRange(1), default=24, show_default=True, help="graphs per measurement")
@@ -162,13 +162,18 @@ def render(record: dict, nodes: int, count: int) -> str:
     for m, d in record["sharpened"].items():
         for factor, cells in d.items():
             lines.append(f"| `{m}` | x{float(factor):g} | {cells['hub N=128']:.1f} | {cells['hub-chain N=100']:.1f} |")
-    lines += ["", "## The fix", "",
-              "Two changes to the training of `default`, continued from its shipped checkpoint (see its card): half "
-              "the training graphs get 1-2 hubs read by at most 12 equations (`Phase.hubs`, `max_fan_out = 12`), and "
-              "the first block's content scores are divided by 1.5 during training only (`Phase.lookup_temperature`): "
-              "a lookup that must hold under softened scores is 1.5 times sharper at inference. Hubs alone moved "
-              "slowly (at <= 12 readers the lookups were already right, so the loss gave little signal); the "
-              "tempered phases train the margin that the sharpening test above shows is what generalizes.", ""]
+    lines += ["", "## The fix, and where it stands", "",
+              "Two changes to the training of `default`, continued from its shipped checkpoint (its card, notes 11-14): "
+              "half the training graphs get 1-2 hubs read by at most 12 equations (`Phase.hubs`, `max_fan_out = 12`), "
+              "and the first block's content scores are divided by 1.5 during training only (`Phase.lookup_temperature`): "
+              "a lookup that must hold under softened scores is sharper at inference. Hubs alone moved slowly (at <= 12 "
+              "readers the lookups were already right, so the loss gave little signal); the tempered phases raised the "
+              "lookup mass at every recurrence (table above). The result, `default-after-fanout` "
+              "(`models/default/run/after-fanout`), solves far more hub graphs but is **not shipped as `default`**: "
+              "through `workbench solve` on the independent generator with name-map seeds 0-4 it solves 94% of N = 128 "
+              "hub graphs (target 99%) and 96.5% of N = 128 graphs of the paper's law, where the shipped `default` "
+              "keeps 99.8%. Its sharpening row above also shows that it no longer gains from extra sharpness: the "
+              "remaining failures are not lookup dilution alone.", ""]
     return "\n".join(lines)
 
 
