@@ -414,14 +414,13 @@ def model_evaluations() -> dict[str, list[dict]]:
 
 def model_robustness(model: str) -> dict[str, list[dict]]:
     """{family: rows} from ``models/<model>/robustness.json`` (``workbench robustness``); {} when absent or unreadable."""
+    from workbench.model.card import read_robustness
+
     try:
-        record = json.loads((_folder(model) / "robustness.json").read_text())
-        families = record["families"]
-        if isinstance(families, dict) and all(isinstance(rows, list) for rows in families.values()):
-            return families
-    except (OSError, ValueError, WorkbenchError, KeyError, TypeError):
-        pass
-    return {}
+        record = read_robustness(_folder(model))
+    except WorkbenchError:  # no such model
+        return {}
+    return record["families"] if record else {}
 
 
 def training_logs(model: str) -> dict[str, list[dict]]:

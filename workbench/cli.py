@@ -145,14 +145,15 @@ def solve(file: str, model_name: str, as_json: bool, max_steps: int | None, batc
             raise WorkbenchError(f"{file} holds no problems; each line is {{\"id\": ..., \"problem\": ...}}")
         solutions = run_solve(model, problems, batch_size=batch_size, max_steps=max_steps, seed=seed, progress=True)
         click.echo("\n".join(json.dumps({"id": i, **s.to_dict()}) for i, s in zip(ids, solutions)))
-        for i, s in zip(ids, solutions):
-            if s.warning():
-                click.echo(f"id {i!r}: {s.warning()}", err=True)
+        for i, warning in zip(ids, (s.warning() for s in solutions)):
+            if warning:
+                click.echo(f"id {i!r}: {warning}", err=True)
         return
     problem = parse_problem(text, model.task)
     sol = run_solve(model, problem, max_steps=max_steps, seed=seed)
-    if sol.warning():
-        click.echo(sol.warning(), err=True)
+    warning = sol.warning()
+    if warning:
+        click.echo(warning, err=True)
     if as_json:
         click.echo(json.dumps(sol.to_dict()))
         return

@@ -56,6 +56,20 @@ def recurrence_counts(tb: TokenBatch) -> np.ndarray:
     return np.where(operand, counts, -1)
 
 
+def operand_recurrence(tb: TokenBatch, counts: np.ndarray) -> np.ndarray:
+    """[batch, node] the largest recurrence among each node's operand occurrences (-1 for leaves)."""
+    rows = np.arange(tb.batch)[:, None, None]
+    return np.where(tb.operand_pos >= 0, counts[rows, np.maximum(tb.operand_pos, 0)], -1).max(-1)
+
+
+def _bins(values: np.ndarray, edges: tuple[int, ...]):
+    """(label, lo, mask) for each recurrence bin [lo, hi) that holds any of ``values``."""
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (values >= lo) & (values < hi)
+        if sel.any():
+            yield (f"{lo}" if hi == lo + 1 else f"{lo}-{hi - 1}"), lo, sel
+
+
 @dataclass
 class FanOutLookup:
     """Per operand occurrence (flattened over the batch): recurrence, lookup mass per head, readout."""
@@ -75,12 +89,10 @@ class FanOutLookup:
         """Rows per recurrence bin: {bin, count, lookup_mass, readout_acc} (empty bins left out)."""
         mass = self.lookup_mass()
         rows = []
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            sel = (self.recurrence >= lo) & (self.recurrence < hi)
-            if sel.any():
-                lookup = float(np.nanmean(mass[sel])) if np.isfinite(mass[sel]).any() else float("nan")
-                rows.append({"bin": f"{lo}" if hi == lo + 1 else f"{lo}-{hi - 1}", "lo": lo, "count": int(sel.sum()),
-                             "lookup_mass": lookup, "readout_acc": float(self.readout_right[sel].mean())})
+        for label, lo, sel in _bins(self.recurrence, edges):
+            lookup = float(np.nanmean(mass[sel])) if np.isfinite(mass[sel]).any() else float("nan")
+            rows.append({"bin": label, "lo": lo, "count": int(sel.sum()),
+                         "lookup_mass": lookup, "readout_acc": float(self.readout_right[sel].mean())})
         return rows
 
 
@@ -134,21 +146,14 @@ def free_run(model: LoopedModel, problems: Problems, *, seed: int = 0, edges: tu
     """Free-running solve: per bin of a node's most-recurring operand, the share of nodes right and left EMPTY."""
     tb = to_token_batch(problems, model.task, seed=seed)
     final, _, _ = run_chunked(model, tb)
-    counts = recurrence_counts(tb)
+    op_counts = operand_recurrence(tb, recurrence_counts(tb))  # [batch, node]
     g = tb.graphs
-    rows_b = np.arange(tb.batch)[:, None, None]
-    op_counts = np.where(tb.operand_pos >= 0, counts[rows_b, np.maximum(tb.operand_pos, 0)], -1).max(-1)  # [batch, node]
     inner = g.valid & (g.parents[..., 0] >= 0)
     value = final[np.arange(tb.batch)[:, None], np.maximum(tb.rhs_pos, 0), F_VALUE]  # [batch, node]
     right = value == np.where(g.valid, g.value, -2)
     empty = value == tb.vocab.empty
-    out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = inner & (op_counts >= lo) & (op_counts < hi)
-        if sel.any():
-            out.append({"bin": f"{lo}" if hi == lo + 1 else f"{lo}-{hi - 1}", "lo": lo, "count": int(sel.sum()),
-                        "right": float(right[sel].mean()), "empty": float(empty[sel].mean())})
-    return out
+    return [{"bin": label, "lo": lo, "count": int(sel.sum()), "right": float(right[sel].mean()),
+             "empty": float(empty[sel].mean())} for label, lo, sel in _bins(np.where(inner, op_counts, -1), edges)]
 
 
 def first_errors(model: LoopedModel, problems: Problems, *, seed: int = 0) -> list[dict]:
@@ -163,9 +168,7 @@ def first_errors(model: LoopedModel, problems: Problems, *, seed: int = 0) -> li
     tb = to_token_batch(problems, model.task, seed=seed)
     out = hooked(model)(torch.from_numpy(tb.tokens).long(), lengths=torch.from_numpy(tb.length), return_type="output")
     states = out.states.numpy()  # [step + 1, batch, pos, factor]
-    counts = recurrence_counts(tb)
-    rows_b = np.arange(tb.batch)[:, None, None]
-    op_counts = np.where(tb.operand_pos >= 0, counts[rows_b, np.maximum(tb.operand_pos, 0)], -1).max(-1)  # [batch, node]
+    op_counts = operand_recurrence(tb, recurrence_counts(tb))  # [batch, node]
     errors, found = [], np.zeros(tb.batch, dtype=bool)
     for t in range(1, states.shape[0]):
         expected = one_step_values(tb, states[t - 1], model.task.modulus)  # [batch, pos]
@@ -207,4 +210,4 @@ def figure(curves: dict[str, FanOutLookup], runs: dict[str, list[dict]] | None =
     return fig
 
 
-__all__ = ["FanOutLookup", "LOOKUP_THRESHOLD", "recurrence_counts", "measure_lookup", "sharpened", "free_run", "first_errors", "figure"]
+__all__ = ["FanOutLookup", "LOOKUP_THRESHOLD", "recurrence_counts", "operand_recurrence", "measure_lookup", "sharpened", "free_run", "first_errors", "figure"]

@@ -51,14 +51,25 @@ def robustness_table(families: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def robustness_section(path: Path) -> list[str]:
-    """Card lines for ``robustness.json`` ([] when absent or unreadable)."""
+def read_robustness(folder: str | Path) -> dict[str, Any] | None:
+    """A folder's ``robustness.json`` ({model, command, families: {name: rows}}); None when absent or malformed."""
     try:
-        rec = json.loads(path.read_text())
+        rec = json.loads((Path(folder) / ROBUSTNESS_FILE).read_text())
         families = rec["families"]
-        count = next(iter(families.values()))[0]["count"]
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, StopIteration, IndexError, TypeError):
+        if isinstance(families, dict) and families and all(isinstance(rows, list) and rows for rows in families.values()):
+            return rec
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        pass
+    return None
+
+
+def robustness_section(folder: Path) -> list[str]:
+    """Card lines for the folder's ``robustness.json`` ([] when absent or unreadable)."""
+    rec = read_robustness(folder)
+    if rec is None:
         return []
+    families = rec["families"]
+    count = next(iter(families.values()))[0].get("count", "?")
     return ["## Robustness", "",
             f"`{rec.get('command', 'workbench robustness')}`: {count} fresh graphs per family and N, free-running until the "
             "state stops changing. % of graphs fully solved (% of nodes right). Each family is the paper's law with one "
@@ -198,7 +209,7 @@ def render_card(folder: str | Path) -> str:
                     f"![training curves]({TRAINING_PNG})", ""]
     if (folder / EVAL_FILE).exists():
         out += ["## Evaluation", "", *record_section(folder / EVAL_FILE, main=True)]
-    out += robustness_section(folder / ROBUSTNESS_FILE)
+    out += robustness_section(folder)
     for extra in sorted(folder.glob("*.json")):
         if extra.name not in (CONFIG, EVAL_FILE, ROBUSTNESS_FILE):
             out += record_section(extra)
