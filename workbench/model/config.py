@@ -37,6 +37,12 @@ class ModelConfig:
         probability ``corruption_fraction`` gets a uniformly random wrong-or-right value. ``onestep``
         (depth <= t, a quarter of the filled ones erased) trains toward the one-step map of the
         corrupted input instead of the clean teacher state; see ``workbench.training.batches``.
+    role_embedding: add one learned vector to every *defining* position (the variable right after
+        ``=``) before the first block. In the paper's model a definition and a use of a name embed
+        alike, so the first-layer lookup tells them apart only by the value slot, and its mass on the
+        one definition drowns when a name recurs dozens of times (the fan-out failure, model card of
+        ``default``). The marker is read off the syntax the input already carries; it starts at zero,
+        so a model fine-tuned with it computes exactly what it did before until training moves it.
     """
 
     n_layers: int = 2
@@ -54,6 +60,7 @@ class ModelConfig:
     corruption_prob: float = 0.0
     corruption_fraction: float = 0.5
     corruption_strategy: str = "frontier"
+    role_embedding: bool = False
 
     def __post_init__(self) -> None:
         checks = [(self.recurrence, RECURRENCE, "recurrence"), (self.latent, LATENT, "latent"),

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from workbench.model.config import ModelConfig
 from workbench.model.layers import NO_TAP, Block, FactorEmbed, FactorUnembed, Tap
 from workbench.task.config import TaskConfig
-from workbench.task.vocab import EQUALS, F_SYNTAX, PAD, Vocab
+from workbench.task.vocab import EQUALS, F_SYNTAX, PAD, VARIABLE, Vocab
 
 
 @dataclass
@@ -35,6 +35,17 @@ class LoopOutput:
     states: Tensor | None  # [step, batch, pos, factor]: states[0] is the input, states[t+1] the output of step t
 
 
+def defining_positions(state: Tensor) -> Tensor:
+    """Which positions define a variable: a VARIABLE token right after ``=`` ([batch, pos] bool).
+
+    Read off the syntax factor alone, which every state carries unchanged from the input.
+    """
+    syntax = state[..., F_SYNTAX]  # [batch, pos]
+    after_equals = torch.zeros_like(syntax, dtype=torch.bool)
+    after_equals[..., 1:] = syntax[..., :-1] == EQUALS
+    return after_equals & (syntax == VARIABLE)
+
+
 class LoopedModel(nn.Module):
     """One weight-shared block stack looped over a discrete (or continuous) latent state."""
 
@@ -44,6 +55,9 @@ class LoopedModel(nn.Module):
         self.vocab = Vocab.for_task(task)
         sizes = self.vocab.sizes
         self.embed = FactorEmbed(sizes, cfg.d_model)
+        if cfg.role_embedding:  # row 0: every other position, row 1: a defining position; zero = no change
+            self.embed_role = nn.Embedding(2, cfg.d_model)
+            nn.init.zeros_(self.embed_role.weight)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_final = nn.LayerNorm(cfg.d_model)
         self.unembed = FactorUnembed(sizes, cfg.d_model)
@@ -70,7 +84,11 @@ class LoopedModel(nn.Module):
         ``hidden`` (continuous latent, steps > 0) replaces the embedded state as the input.
         """
         state = tap("hook_state", state)  # [batch, pos, factor]
-        h = tap("hook_embed", self.embed(state) if hidden is None else hidden)
+        if hidden is None:
+            hidden = self.embed(state)
+            if self.cfg.role_embedding:
+                hidden = hidden + self.embed_role(defining_positions(state).long())
+        h = tap("hook_embed", hidden)
         h = self.encode(h, tap)
         logits = [tap(f"hook_logits.{f}", lg) for f, lg in enumerate(self.unembed(h))]  # factor x [batch, pos, vocab_f]
         return logits, h

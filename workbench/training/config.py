@@ -69,9 +69,16 @@ class Phase:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """A whole training run; ``workbench train --config F`` reads it, ``--resume`` continues it."""
+    """A whole training run; ``workbench train --config F`` reads it, ``--resume`` continues it.
+
+    init: a model (name or folder) whose weights start the run instead of a random draw, with a fresh
+        optimizer: fine-tuning a shipped model costs minutes where its recipe costs hours. Parameters
+        the model lacks (a mechanism this config adds, e.g. ``role_embedding``) keep their initial
+        values; anything else must match exactly. Phases count their steps from 0.
+    """
 
     name: str
+    init: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     phases: tuple[Phase, ...] = ()

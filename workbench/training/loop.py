@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from workbench.device import default_device
 from workbench.errors import WorkbenchError
-from workbench.model.checkpoint import replace_dir, save_model, write_text_atomic
+from workbench.model.checkpoint import replace_dir, resolve_model, save_model, write_text_atomic, WEIGHTS
+from workbench.model.config import ModelConfig
 from workbench.model.layers import NO_TAP, Tap
 from workbench.model.looped import LoopedModel
 from workbench.task.tokens import TokenBatch
@@ -179,7 +180,8 @@ TRAINING_ONLY_KEYS = ("dropout", "corruption_prob", "corruption_fraction", "corr
 def same_weights_layout(saved: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether a checkpoint of config ``saved`` can resume as ``new``: everything but the settings
     that act only during training (dropout, error-correction corruption) must agree."""
-    strip = lambda d: {k: v for k, v in d.items() if k not in TRAINING_ONLY_KEYS}  # noqa: E731
+    # through the dataclass, so that a key added later with its default matches a checkpoint without it
+    strip = lambda d: {k: v for k, v in ModelConfig.from_dict(d).to_dict().items() if k not in TRAINING_ONLY_KEYS}  # noqa: E731
     return strip(saved) == strip(new)
 
 
@@ -267,6 +269,28 @@ class Run:
         self.rng.bit_generator.state = state["rng"]
 
 
+def load_init_weights(model: LoopedModel, init: str) -> list[str]:
+    """Copy the weights of model ``init`` (name or folder) into ``model``; returns the parameters it lacked.
+
+    A missing parameter keeps its initial value (a mechanism the new config adds, zero at start);
+    an unexpected or misshapen one is an error, since the two models would then compute different things.
+    """
+    path = resolve_model(init) / WEIGHTS
+    try:
+        weights = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own types for truncated or foreign files
+        raise WorkbenchError(f"cannot read the init weights {path} ({type(exc).__name__}); give another 'init' model") from None
+    own = model.state_dict()
+    extra = sorted(set(weights) - set(own))
+    misfit = sorted(k for k in set(weights) & set(own) if weights[k].shape != own[k].shape)
+    if extra or misfit:
+        raise WorkbenchError(f"init model {init!r} does not fit this config: "
+                             f"{'unexpected ' + ', '.join(extra[:3]) if extra else 'other shapes for ' + ', '.join(misfit[:3])}; "
+                             "use the model and task settings it was trained with")
+    model.load_state_dict(weights, strict=False)
+    return sorted(set(own) - set(weights))
+
+
 def trim_log(path: Path, step: int) -> None:
     """Drop the events logged after ``step``: a run killed between two checkpoints logged steps that
     resuming from the earlier one redoes, and the log must not hold them twice."""
@@ -352,6 +376,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
         raise WorkbenchError("--export-only needs --resume: it exports the run's last checkpoint")
     elif run.folder.exists():
         raise WorkbenchError(f"run folder {cfg.out_dir} already holds a checkpoint; pass --resume to continue it or change 'name'/'out'")
+    elif cfg.init is not None:
+        load_init_weights(model, cfg.init)
     if export_only:
         if cfg.export_dir is None:
             raise WorkbenchError(f"config {cfg.name!r} sets no 'export' folder")

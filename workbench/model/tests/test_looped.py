@@ -383,3 +383,34 @@ def test_derived_sizes_and_mechanisms():
     assert TINY.d_head == 8 and TINY.mlp_width == 32 and ModelConfig(d_model=16, n_heads=2).mlp_width == 64
     assert TINY.mechanisms["error_correction"] == "off"
     assert "previous" in ModelConfig(corruption_prob=0.2, corruption_strategy="previous").mechanisms["error_correction"]
+
+
+# --- the role embedding (a marker on every defining position) ------------------------------------------
+
+def test_defining_positions_are_the_variables_right_after_equals():
+    from workbench.model.looped import defining_positions
+    from workbench.task.vocab import EQUALS, F_VARIABLE, VARIABLE
+
+    tokens = as_tensor(token_batch().tokens)
+    marked = defining_positions(tokens)
+    syntax = tokens[..., F_SYNTAX]
+    assert marked.shape == syntax.shape
+    # one definition per equation: exactly as many as '=' signs, each one step after an '='
+    assert torch.equal(marked.sum(1), (syntax == EQUALS).sum(1))
+    b, p = marked.nonzero(as_tuple=True)
+    assert (syntax[b, p - 1] == EQUALS).all() and (syntax[b, p] == VARIABLE).all()
+    assert (tokens[b, p, F_VARIABLE] < TASK.n_names).all()
+
+
+def test_a_zero_role_embedding_changes_nothing_and_a_trained_one_marks_definitions():
+    plain = tiny_model()
+    marked = LoopedModel(replace(TINY, role_embedding=True), TASK).eval()
+    missing = marked.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["embed_role.weight"]
+    tokens = as_tensor(token_batch().tokens)
+    with torch.no_grad():
+        for a, b in zip(plain(tokens), marked(tokens)):
+            assert torch.equal(a, b)
+        marked.embed_role.weight[1] = 5.0
+        changed = [not torch.equal(a, b) for a, b in zip(plain(tokens), marked(tokens))]
+    assert any(changed)

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from workbench.errors import WorkbenchError
 from workbench.model.checkpoint import CONFIG, WEIGHTS, load_model
 from workbench.model.config import ModelConfig
+from workbench.model.looped import LoopedModel
 from workbench.task.config import TaskConfig
 from workbench.task.graphs import sample_graphs
 from workbench.task.tokens import tokenize
@@ -605,3 +606,24 @@ def test_the_lookup_temperature_softens_the_first_blocks_content_scores_in_train
     assert not torch.allclose(tempered[F_VALUE], before[F_VALUE])
     with pytest.raises(WorkbenchError, match="lookup_temperature must be positive"):
         Phase(name="bad", steps=1, lookup_temperature=0.0)
+
+
+def test_init_starts_from_a_models_weights_and_adds_the_missing_role_embedding(tmp_path):
+    first = train(tiny_config(tmp_path, phases=PHASES[:1]), progress=False, device=CPU)
+    shipped = load_model(first, device="cpu")
+    cfg = tiny_config(tmp_path, name="tuned", init=str(first), model=replace(TINY, role_embedding=True),
+                      phases=(replace(PHASES[0], steps=1),), lr=1e-9, weight_decay=0.0)
+    model = LoopedModel(cfg.model, cfg.task)
+    assert loop.load_init_weights(model, str(first)) == ["embed_role.weight"]
+    assert torch.equal(model.blocks[0].attn.W_Q, shipped.blocks[0].attn.W_Q)
+    tuned = load_model(train(cfg, progress=False, device=CPU), device="cpu")
+    # one step at a vanishing rate: the weights are the init model's, not a fresh random draw
+    assert torch.allclose(tuned.blocks[0].attn.W_Q, shipped.blocks[0].attn.W_Q, atol=1e-6)
+    assert tuned.cfg.role_embedding
+
+
+def test_init_from_a_model_of_another_shape_is_a_user_error(tmp_path):
+    first = train(tiny_config(tmp_path, phases=PHASES[:1]), progress=False, device=CPU)
+    cfg = tiny_config(tmp_path, name="wide", init=str(first), model=replace(TINY, d_model=32))
+    with pytest.raises(WorkbenchError, match="does not fit"):
+        train(cfg, progress=False, device=CPU)
