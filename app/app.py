@@ -8,6 +8,7 @@ sessions never see each other's state. Serve with ``workbench app`` or ``python 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import dash
 from dash import Dash, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from app import ids
-from app.common import error_box, safe
+from app.common import as_int, error_box, log, safe
 from workbench.errors import WorkbenchError
 
 HERE = Path(__file__).resolve().parent
@@ -41,8 +42,20 @@ def create_app(model: str = "default") -> Dash:
     app = Dash("app", use_pages=True, pages_folder=str(HERE / "pages"), assets_folder=str(HERE / "assets"),
                title=TITLE, update_title=None, suppress_callback_exceptions=True)
     app.layout = root_layout(initial)
+    app.server.register_error_handler(Exception, malformed_request)
     _APP = app
     return app
+
+
+def malformed_request(exc: Exception):
+    """A request Dash itself cannot dispatch (a hand-made or truncated payload) gets one line and HTTP 400,
+    never a 500; every callback's own failures are caught earlier by ``safe``. HTTP errors (404...) pass."""
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):
+        return exc
+    log.warning("malformed request: %s: %s", type(exc).__name__, exc)
+    return {"error": f"malformed request ({type(exc).__name__}); reload the page"}, 400
 
 
 def root_layout(initial: dict) -> html.Div:
@@ -97,9 +110,10 @@ def on_run(data):
           Output(ids.PLAY, "children", allow_duplicate=True),
           Input(ids.STEP_PREV, "n_clicks"), Input(ids.STEP_NEXT, "n_clicks"), Input(ids.TICK, "n_intervals"),
           State(ids.STEP, "value"), State(ids.STEP, "max"), prevent_initial_call=True)
+@safe(lambda msg: (no_update, no_update, no_update))
 def move(_prev, _next, _tick, value, top):
     """One state back or forward (buttons), or the next frame while playing (stops at the end)."""
-    value, top = int(value or 0), int(top or 0)
+    value, top = as_int(value, "the state") or 0, as_int(top, "the last state") or 0
     if ctx.triggered_id == ids.STEP_PREV:
         return max(0, value - 1), no_update, no_update
     new = min(top, value + 1)
@@ -111,16 +125,18 @@ def move(_prev, _next, _tick, value, top):
 @callback(Output(ids.TICK, "disabled"), Output(ids.PLAY, "children"), Output(ids.STEP, "value", allow_duplicate=True),
           Input(ids.PLAY, "n_clicks"), State(ids.TICK, "disabled"), State(ids.STEP, "value"), State(ids.STEP, "max"),
           prevent_initial_call=True)
+@safe(lambda msg: (True, "Play", no_update))
 def play(_clicks, paused, value, top):
     """Play from the current state (from the input when at the end), or pause."""
     if not paused:
         return True, "Play", no_update
-    return False, "Pause", (0 if (value or 0) >= (top or 0) else no_update)
+    return False, "Pause", (0 if (as_int(value, "the state") or 0) >= (as_int(top, "the last state") or 0) else no_update)
 
 
 @callback(Output(ids.STEP_BAR, "style"), Input(ids.URL, "pathname"))
+@safe(lambda msg: {})
 def show_step_bar(pathname):
-    hidden = any((pathname or "").rstrip("/").endswith(p) for p in NO_STEP_BAR)
+    hidden = isinstance(pathname, str) and any(pathname.rstrip("/").endswith(p) for p in NO_STEP_BAR)
     return {"display": "none"} if hidden else {}
 
 
@@ -135,9 +151,24 @@ def main(argv: list[str] | None = None) -> None:
     serve(args.model, args.host, args.port, debug=args.debug)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """One line instead of the web server's multi-line exit when the port is taken or the host is wrong."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+            probe.bind((host, port))
+    except OSError as exc:
+        reason = "already in use" if exc.errno == errno.EADDRINUSE else f"not available ({exc.strerror or exc})"
+        raise WorkbenchError(f"port {port} on {host} is {reason}; pass --port with a free port "
+                             "or stop the program that holds it") from None
+
+
 def serve(model: str = "default", host: str = "127.0.0.1", port: int = 8050, *, debug: bool = False) -> None:
     """Build the app and serve it until interrupted; a bad model name ends with one line and exit code 2."""
     try:
+        check_port_free(host, port)
         app = create_app(model)
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

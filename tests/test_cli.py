@@ -185,16 +185,44 @@ def test_eval_prints_a_table_and_writes_json_png_and_html(run_cli, tmp_path):
     assert "plotly" in (tmp_path / "results" / "eval.html").read_text()
 
 
+def test_eval_without_out_or_record_leaves_the_model_folder_alone(call_cli, model_dir, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(model_dir / "tiny", folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    result = call_cli("eval", "--model", str(folder), "--sizes", "8", "--count", "2")
+    assert result.code == 0, result.err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    scratch = tmp_path / "runs" / "eval" / "tiny"
+    assert (scratch / "eval.json").exists() and "runs/eval/tiny/eval.json" in result.out
+
+
+def test_a_recorded_evaluation_is_never_replaced_by_a_smaller_one_unasked(call_cli, model_dir, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(model_dir / "tiny", folder)
+    assert call_cli("eval", "--model", str(folder), "--sizes", "8,9", "--count", "3", "--record").code == 0
+    big = (folder / "eval.json").read_text()
+    assert "--record" in json.loads(big)["command"]
+    small = call_cli("eval", "--model", str(folder), "--sizes", "8", "--count", "2", "--record")
+    assert_user_error(small, "holds a larger evaluation (6 graphs) than this one (2)")
+    assert (folder / "eval.json").read_text() == big
+    assert call_cli("eval", "--model", str(folder), "--sizes", "8", "--count", "2", "--record", "--replace").code == 0
+    assert json.loads((folder / "eval.json").read_text())["sizes"][0]["count"] == 2
+    assert_user_error(call_cli("eval", "--model", str(folder), "--record", "--out", "x"), "--record writes into")
+    # an explicit --out naming the model's folder is guarded the same way
+    assert_user_error(call_cli("eval", "--model", str(folder), "--out", str(folder), "--sizes", "8", "--count", "1"),
+                      "holds a larger evaluation")
+
+
 def test_eval_into_the_model_folder_updates_its_card(call_cli, model_dir, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(model_dir / "tiny", folder)
-    result = call_cli("eval", "--model", str(folder), "--sizes", "8", "--count", "2")
+    result = call_cli("eval", "--model", str(folder), "--sizes", "8", "--count", "2", "--record")
     assert result.code == 0
     assert (folder / "eval.json").exists() and (folder / "eval.png").exists() and (folder / "eval.html").exists()
     assert "## Evaluation" in (folder / "card.md").read_text()
     info = json.loads(call_cli("info", "--model", str(folder), "--json").out)
     assert [row["n_nodes"] for row in info["eval"]] == [8]
-    assert call_cli("eval", "--model", str(folder), "--sizes", "9", "--count", "2", "--tag", "chains").code == 0
+    assert call_cli("eval", "--model", str(folder), "--sizes", "9", "--count", "2", "--tag", "chains", "--record").code == 0
     card = (folder / "card.md").read_text()
     assert "### `chains`" in card and "![chains](chains.png)" in card  # listed with its plot
 
@@ -300,10 +328,18 @@ def test_problem_file_that_is_not_text(call_cli, tmp_path):
     ('{"problem": "a = 1"}', ["line 2", '"id"']),
     ('{"id": "x", "problem": "a = 1\\nb = c"}', ["line 2", "(id 'x')", "line 2: 'c' is used but never defined"]),
 ], ids=["not-json", "not-object", "no-problem", "no-id", "bad-problem"])
-def test_bad_jsonl_line_names_its_line(call_cli, tmp_path, second, fragments):
-    (tmp_path / "batch.jsonl").write_text(json.dumps({"id": "ok", "problem": "a = 1"}) + "\n" + second + "\n")
+def test_a_bad_jsonl_line_is_answered_with_its_error_and_every_good_line_is_still_solved(call_cli, tmp_path, second, fragments):
+    good = json.dumps({"id": "ok", "problem": "a = 1"})
+    (tmp_path / "batch.jsonl").write_text(good + "\n" + second + "\n" + good.replace('"ok"', '"ok2"') + "\n")
     before = files_under(tmp_path)
-    assert_user_error(call_cli("solve", "batch.jsonl", "--model", "tiny"), *fragments)
+    result = call_cli("solve", "batch.jsonl", "--model", "tiny")
+    assert result.code == 2 and "Traceback" not in result.err
+    errors = result.err.splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ") and all(f in errors[0] for f in fragments)
+    answers = [json.loads(line) for line in result.out.splitlines()]
+    assert [a.get("id") for a in answers][::2] == ["ok", "ok2"] and len(answers) == 3
+    assert "values" in answers[0] and "values" in answers[2]  # the good lines lost nothing
+    assert set(answers[1]) == {"id", "error"} and errors[0] == "error: " + answers[1]["error"]
     assert files_under(tmp_path) == before
 
 
@@ -591,7 +627,7 @@ def test_robustness_writes_one_record_with_every_family_asked_for(call_cli, tmp_
 @pytest.mark.parametrize("args, fragment", [
     (["robustness", "--model", "tiny", "--families", "hubs"], "unknown graph family 'hubs'"),
     (["robustness", "--model", "tiny", "--families", " , "], "--families is empty"),
-    (["robustness", "--model", "tiny", "--sizes", "12", "--out", "nowhere"], "--out folder 'nowhere' does not exist"),
+    (["robustness", "--model", "tiny", "--sizes", "12", "--record", "--out", "rb"], "--record writes into"),
     (["eval", "--model", "tiny", "--family", "hub", "--recent", "2"], "shape the uniform family only"),
     (["eval", "--model", "tiny", "--family", "wide"], "unknown graph family 'wide'"),
 ])
@@ -611,3 +647,16 @@ def test_the_card_shows_the_robustness_table(tmp_path):
     card = render_card(folder)
     assert "## Robustness" in card and "| family | stresses | N=32 | N=64 |" in card
     assert "| hub | fan-out | 100.0 (50.0) | – |" in card and "| uniform | size (the paper's law) | 100.0 (50.0) | 25.0 (50.0) |" in card
+
+
+def test_app_on_a_port_already_in_use_is_one_line_and_exit_2(run_cli):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("app", "--model", "tiny", "--port", str(port))
+    assert result.code == 2 and result.out == ""
+    assert result.err.splitlines() == [f"error: port {port} on 127.0.0.1 is already in use; pass --port with a free port "
+                                       "or stop the program that holds it"]

@@ -70,11 +70,17 @@ class RunKey:
 
 
 class LRU:
-    """A small thread-safe LRU cache whose misses are computed one at a time under the model lock."""
+    """A small thread-safe LRU cache whose misses are computed one at a time under the model lock.
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    size: the most entries kept; budget: the most bytes kept (entries weighed by ``nbytes``), so a
+    cache of big arrays holds many small problems' results and few large ones'. Concurrent requests
+    for one key compute it once: the second waits for the model lock, then finds the result.
+    """
+
+    def __init__(self, size: int, budget: int | None = None) -> None:
+        self.size, self.budget = size, budget
         self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._bytes: dict[Hashable, int] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Any:
@@ -95,16 +101,34 @@ class LRU:
             value = compute()
         with self._lock:
             self._data[key] = value
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
+            self._bytes[key] = nbytes(value) if self.budget is not None else 0
+            while len(self._data) > 1 and (len(self._data) > self.size or
+                                           (self.budget is not None and sum(self._bytes.values()) > self.budget)):
+                old, _ = self._data.popitem(last=False)
+                self._bytes.pop(old, None)
         return value
+
+    def __len__(self) -> int:
+        return len(self._data)
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._bytes.clear()
 
 
-_RUNS, _PATTERNS, _INJECTIONS = LRU(16), LRU(24), LRU(32)  # an N=128 step of patterns is ~6 MB
+def nbytes(value: Any) -> int:
+    """The bytes of the arrays in ``value`` (an array, or a tuple or list of them)."""
+    if isinstance(value, (tuple, list)):
+        return sum(nbytes(v) for v in value)
+    return int(getattr(value, "nbytes", 0))
+
+
+#: Runs and injections are small (the per-step attention summaries are [step, layer, head, node]);
+#: patterns of one N = 128 step are ~6 MB, so they are held by bytes. 8 concurrent sessions stayed
+#: within these sizes in the soak test (tests/app/test_soak.py).
+RUNS_KEPT, INJECTIONS_KEPT, PATTERN_BYTES = 256, 256, 192 * 2**20
+_RUNS, _PATTERNS, _INJECTIONS = LRU(RUNS_KEPT), LRU(10_000, budget=PATTERN_BYTES), LRU(INJECTIONS_KEPT)
 _MODELS: dict[str, tuple[int, Any]] = {}  # name -> (weights version, HookedLooped)
 
 

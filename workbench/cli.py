@@ -11,6 +11,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import click
@@ -61,6 +62,46 @@ def check_tag(tag: str, *, reserved: tuple[str, ...] = ("config",)) -> str:
     return tag
 
 
+SCRATCH = Path("runs") / "eval"  # where evaluations go unless recorded into a model folder (git-ignored)
+
+
+def output_folder(model, out: str | None, record: bool) -> tuple[Path, bool]:
+    """Where an evaluation writes, and whether that is the model's own folder (whose card then lists it).
+
+    A documented command must never overwrite a shipped model's results by accident: the model's
+    folder is written only with ``--record`` (or an explicit ``--out`` naming it).
+    """
+    own = Path(model.meta["path"])
+    check_destination(out, record)
+    folder = own if record else Path(out) if out else SCRATCH / model.meta["name"]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, folder.resolve() == own.resolve()
+
+
+def check_destination(out: str | None, record: bool) -> None:
+    """--record and --out name two different places: refuse both at once, before any work."""
+    if record and out:
+        raise WorkbenchError("--record writes into the model's own folder; drop --out, or drop --record to write to --out")
+
+
+def graphs_in_record(path: Path) -> int:
+    """How many graphs an evaluation record holds (0 if there is none or it cannot be read)."""
+    try:
+        data = json.loads(path.read_text())
+        groups = [data["sizes"]] if "sizes" in data else list(data["families"].values())
+        return sum(int(row["count"]) for rows in groups for row in rows)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 0
+
+
+def refuse_smaller(path: Path, graphs: int, replace: bool) -> None:
+    """Refuse to replace a record with one over fewer graphs, unless ``--replace`` says to."""
+    held = graphs_in_record(path)
+    if held > graphs and not replace:
+        raise WorkbenchError(f"{path} holds a larger evaluation ({held} graphs) than this one ({graphs}); "
+                             "write it elsewhere (--out DIR or --tag NAME), or pass --replace to overwrite it")
+
+
 def read_input(path: str) -> str:
     """Text of FILE, or of stdin for ``-``."""
     if path == "-":
@@ -105,6 +146,49 @@ def info(model_name: str, as_json: bool) -> None:
     click.echo(json.dumps(data, indent=2) if as_json else format_info(data))
 
 
+def read_batch_line(line: str, number: int, file: str, task) -> tuple[Any, Any]:
+    """One batch line: (id, parsed problem), or (id or None, WorkbenchError naming the line)."""
+    from workbench.task.text import parse_problem
+
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, WorkbenchError(f"{file} line {number}: not JSON ({exc.msg}); each line is {{\"id\": ..., \"problem\": ...}}")
+    if not isinstance(item, dict) or not isinstance(item.get("problem"), str) or "id" not in item:
+        return (item.get("id") if isinstance(item, dict) else None,
+                WorkbenchError(f"{file} line {number}: needs an \"id\" and a \"problem\" string"))
+    try:
+        return item["id"], parse_problem(item["problem"], task)
+    except WorkbenchError as exc:
+        return item["id"], WorkbenchError(f"{file} line {number} (id {item['id']!r}): {exc}")
+
+
+def solve_batch(file: str, text: str, model, *, batch_size: int, max_steps: int | None, seed: int) -> int:
+    """Answer every good line of a JSONL batch, in order; a bad line gets ``{"id", "error"}`` and a
+    stderr line naming it, and the exit code is 2 when any line failed (no good answer is lost)."""
+    from workbench.solving import solve as run_solve
+
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise WorkbenchError(f"{file} holds no problems; each line is {{\"id\": ..., \"problem\": ...}}")
+    items = [read_batch_line(line, number, file, model.task) for number, line in lines]
+    good = [(i, p) for i, p in items if not isinstance(p, WorkbenchError)]
+    solutions = iter(run_solve(model, [p for _, p in good], batch_size=batch_size, max_steps=max_steps, seed=seed,
+                               progress=True))
+    out = []
+    for item_id, parsed in items:
+        if isinstance(parsed, WorkbenchError):
+            out.append(json.dumps({"id": item_id, "error": str(parsed)}))
+            click.echo(f"error: {parsed}", err=True)
+            continue
+        sol = next(solutions)
+        out.append(json.dumps({"id": item_id, **sol.to_dict()}))
+        if sol.warning():
+            click.echo(f"id {item_id!r}: {sol.warning()}", err=True)
+    click.echo("\n".join(out))
+    return 2 if len(good) < len(items) else 0
+
+
 @cli.command()
 @click.argument("file")
 @click.option("--model", "model_name", default="default", show_default=True, help=MODEL_HELP)
@@ -117,7 +201,8 @@ def solve(file: str, model_name: str, as_json: bool, max_steps: int | None, batc
 
     A FILE ending in .jsonl is a batch: each line {"id": str, "problem": str} gives one JSON line out,
     in order, {"id", "values", "iterations", "converged", "complete"}. "complete" is false when some
-    variable got no value; a warning line on stderr then names the unsolved variables.
+    variable got no value; a warning line on stderr then names the unsolved variables. A bad line
+    gets {"id", "error"} in its place, a stderr line, and exit code 2 once every good line is answered.
     """
     from workbench.model.checkpoint import load_model
     from workbench.solving import solve as run_solve
@@ -126,29 +211,7 @@ def solve(file: str, model_name: str, as_json: bool, max_steps: int | None, batc
     text = read_input(file)
     model = load_model(model_name)
     if file.endswith(".jsonl"):
-        ids, problems = [], []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise WorkbenchError(f"{file} line {number}: not JSON ({exc.msg}); each line is {{\"id\": ..., \"problem\": ...}}") from None
-            if not isinstance(item, dict) or not isinstance(item.get("problem"), str) or "id" not in item:
-                raise WorkbenchError(f"{file} line {number}: needs an \"id\" and a \"problem\" string")
-            try:
-                problems.append(parse_problem(item["problem"], model.task))
-            except WorkbenchError as exc:
-                raise WorkbenchError(f"{file} line {number} (id {item['id']!r}): {exc}") from None
-            ids.append(item["id"])
-        if not problems:
-            raise WorkbenchError(f"{file} holds no problems; each line is {{\"id\": ..., \"problem\": ...}}")
-        solutions = run_solve(model, problems, batch_size=batch_size, max_steps=max_steps, seed=seed, progress=True)
-        click.echo("\n".join(json.dumps({"id": i, **s.to_dict()}) for i, s in zip(ids, solutions)))
-        for i, warning in zip(ids, (s.warning() for s in solutions)):
-            if warning:
-                click.echo(f"id {i!r}: {warning}", err=True)
-        return
+        return solve_batch(file, text, model, batch_size=batch_size, max_steps=max_steps, seed=seed)
     problem = parse_problem(text, model.task)
     sol = run_solve(model, problem, max_steps=max_steps, seed=seed)
     warning = sol.warning()
@@ -231,11 +294,16 @@ def train(config_path: str, resume: bool, threads: int | None, export_only: bool
 @click.option("--recent", type=click.IntRange(1), default=None, help="parents among the RECENT latest nodes: long chains")
 @click.option("--family", default="uniform", show_default=True,
               help="graph family: uniform (the paper's law), deep, hub, hub-chain, far or leafy (see 'workbench robustness')")
-@click.option("--out", default=None, help="folder for eval JSON and plots (default: the model's folder)")
+@click.option("--out", default=None, help=f"folder for eval JSON and plots (default: {SCRATCH}/MODEL)")
+@click.option("--record", is_flag=True, help="write into the model's own folder and list the result on its card")
+@click.option("--replace", is_flag=True, help="allow replacing a record that covers more graphs")
 @click.option("--tag", default=None, help="file stem: TAG.json, TAG.png, TAG.html (default: eval, or eval-FAMILY)")
 def evaluate(model_name: str, sizes: str, count: int, seed: int, batch_size: int, depth_cap: int | None,
-             recent: int | None, family: str, out: str | None, tag: str | None) -> None:
-    """Accuracy against graph size: a table on stdout, plus JSON and a plot (PNG and HTML)."""
+             recent: int | None, family: str, out: str | None, record: bool, replace: bool, tag: str | None) -> None:
+    """Accuracy against graph size: a table on stdout, plus JSON and a plot (PNG and HTML).
+
+    Writes to runs/eval/MODEL unless --out DIR; --record writes into the model's folder and card.
+    """
     from workbench.evaluation import evaluate_sizes
     from workbench.model.card import eval_table, write_eval_record
     from workbench.plots.generalization import accuracy_figure, save_accuracy_png
@@ -246,20 +314,20 @@ def evaluate(model_name: str, sizes: str, count: int, seed: int, batch_size: int
         raise WorkbenchError("--depth-cap and --recent shape the uniform family only; drop them or use --family uniform")
     tag = tag or ("eval" if family == "uniform" else f"eval-{family}")
     check_tag(tag)  # "config" would overwrite the model's config.json
+    check_destination(out, record)
     model, size_list = model_and_sizes(model_name, sizes)
-    folder = Path(out) if out else Path(model.meta["path"])
-    folder.mkdir(parents=True, exist_ok=True)
+    folder, own = output_folder(model, out, record)
+    refuse_smaller(folder / f"{tag}.json", count * len(size_list), replace)
     results = [r.to_dict() for r in evaluate_sizes(model, size_list, count, seed=seed, batch_size=batch_size,
                                                     depth_cap=depth_cap, recent=recent, family=family)]
     command = f"workbench eval --model {model_name} --sizes {sizes} --count {count} --seed {seed}" + \
         (f" --depth-cap {depth_cap}" if depth_cap else "") + (f" --recent {recent}" if recent else "") + \
-        (f" --family {family}" if family != "uniform" else "")
+        (f" --family {family}" if family != "uniform" else "") + (" --record" if own else "")
     curves = {model.meta["name"]: results}
     save_accuracy_png(curves, folder / f"{tag}.png")
     accuracy_figure(curves).write_html(folder / f"{tag}.html", include_plotlyjs="cdn")
     # the plot first, so that the refreshed card shows it; the card only lives in the model's own folder
-    write_eval_record(folder, tag, model.meta["name"], command, results,
-                      card=folder.resolve() == Path(model.meta["path"]).resolve())
+    write_eval_record(folder, tag, model.meta["name"], command, results, card=own)
     click.echo(eval_table(results))
     click.echo(f"wrote {folder / (tag + '.json')}, {tag}.png, {tag}.html")
 
@@ -271,9 +339,15 @@ def evaluate(model_name: str, sizes: str, count: int, seed: int, batch_size: int
 @click.option("--count", type=click.IntRange(1), default=64, show_default=True, help="graphs per family and size")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--out", default=None, help="folder for robustness.json (default: the model's folder, whose card then shows it)")
-def robustness(model_name: str, families: str, sizes: str, count: int, seed: int, batch_size: int, out: str | None) -> None:
-    """Accuracy on every graph family (size, depth, fan-out, distance, leaves): a table, robustness.json and the card."""
+@click.option("--out", default=None, help=f"folder for robustness.json (default: {SCRATCH}/MODEL)")
+@click.option("--record", is_flag=True, help="write into the model's own folder: its card and the app then show it")
+@click.option("--replace", is_flag=True, help="allow replacing a record that covers more graphs")
+def robustness(model_name: str, families: str, sizes: str, count: int, seed: int, batch_size: int, out: str | None,
+               record: bool, replace: bool) -> None:
+    """Accuracy on every graph family (size, depth, fan-out, distance, leaves): a table and robustness.json.
+
+    Writes to runs/eval/MODEL unless --out DIR; --record writes into the model's folder and card.
+    """
     from workbench.evaluation import FAMILIES, evaluate_families
     from workbench.model.card import ROBUSTNESS_FILE, robustness_table, write_robustness_record
     from workbench.task.families import family as check_family
@@ -283,16 +357,16 @@ def robustness(model_name: str, families: str, sizes: str, count: int, seed: int
         raise WorkbenchError("--families is empty; give comma-separated family names or all")
     for name in names:
         check_family(name)
+    check_destination(out, record)
     model, size_list = model_and_sizes(model_name, sizes)
-    folder = Path(out) if out else Path(model.meta["path"])
-    if not folder.is_dir():
-        raise WorkbenchError(f"--out folder '{folder}' does not exist; create it first")
+    folder, own = output_folder(model, out, record)
+    refuse_smaller(folder / ROBUSTNESS_FILE, count * len(size_list) * len(names), replace)
     results = evaluate_families(model, names, size_list, count, seed=seed, batch_size=batch_size)
-    record = {f: [r.to_dict() for r in rows] for f, rows in results.items()}
-    command = f"workbench robustness --model {model_name} --families {families} --sizes {sizes} --count {count} --seed {seed}"
-    write_robustness_record(folder, model.meta["name"], command, record,
-                            card=folder.resolve() == Path(model.meta["path"]).resolve())
-    click.echo(robustness_table(record))
+    rows = {f: [r.to_dict() for r in by_size] for f, by_size in results.items()}
+    command = f"workbench robustness --model {model_name} --families {families} --sizes {sizes} --count {count} --seed {seed}" + \
+        (" --record" if own else "")
+    write_robustness_record(folder, model.meta["name"], command, rows, card=own)
+    click.echo(robustness_table(rows))
     click.echo(f"wrote {folder / ROBUSTNESS_FILE}")
 
 

@@ -114,6 +114,8 @@ def solve(model: LoopedModel, problems: Sequence[str | Problem] | str | Problem,
     """
     single = isinstance(problems, (str, Problem))
     batch = [problems] if single else list(problems)
+    if not batch:
+        return []
     parsed = [as_problem(p, model) for p in batch]
     tb, _ = encode_problems(parsed, model, seed=seed)
     finals, iterations, converged = run_chunked(model, tb, batch_size=batch_size, max_steps=max_steps, progress=progress)

@@ -74,6 +74,7 @@ def node_choices(data, selected, _init):
 
 
 @callback(Output(ID("state"), "value"), Input(ids.STEP, "value"), Input(ID("init"), "data"))
+@safe(lambda msg: no_update)
 def follow_slider(state, _init):
     return state if isinstance(state, int) else no_update
 

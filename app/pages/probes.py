@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, callback, dcc, html, no_update
 
 from app import ids
 from app.common import GRAPH_CONFIG, error_box, failure_text, safe, session_model
@@ -29,6 +29,7 @@ def layout(**_):
 
 
 @callback(Output(ID("model"), "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"))
+@safe(lambda msg: no_update)
 def default_model(data, _init):
     return session_model(data)
 

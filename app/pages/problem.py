@@ -139,9 +139,13 @@ def show_state(state, data, _init, node, drawn):
 
 
 @callback(Output(ids.NODE, "data"), Input(ID("dag"), "clickData"), prevent_initial_call=True)
+@safe(lambda msg: no_update)
 def pick_node(click):
-    point = (click or {}).get("points", [{}])[0]
-    return point.get("customdata") if isinstance(point.get("customdata"), int) else no_update
+    """The clicked node (a browser may send anything: only a point with an integer node id counts)."""
+    points = click.get("points") if isinstance(click, dict) else None
+    point = points[0] if isinstance(points, list) and points and isinstance(points[0], dict) else {}
+    node = point.get("customdata")
+    return node if isinstance(node, int) and not isinstance(node, bool) else no_update
 
 
 @callback(Output(ID("node"), "children"), Input(ids.NODE, "data"), Input(ids.RUN, "data"), Input(ID("init"), "data"))

@@ -205,3 +205,31 @@ def test_other_mechanisms_run_and_show_patterns(cfg, tmp_path, monkeypatch):
     np.testing.assert_allclose(p.sum(-1), 1, atol=1e-4)
     copy, _ = parent_attention(p[0], run.rhs_pos, run.operand_pos, run.parents)
     np.testing.assert_allclose(copy, run.copy[last, 0], atol=1e-4)
+
+
+def test_the_lru_keeps_within_its_count_and_byte_budget_and_computes_each_key_once():
+    import threading
+
+    import numpy as np
+
+    cache = S.LRU(3, budget=250)
+    for k in range(3):
+        cache.get_or_compute(k, lambda: np.zeros(100, np.uint8))
+    assert len(cache) == 2  # 300 bytes > 250: the oldest went
+    assert cache.get(0) is None and cache.get(2) is not None
+    for k in range(3, 8):
+        cache.get_or_compute(k, lambda: np.zeros(10, np.uint8))
+    assert len(cache) == 3  # the count bound
+    calls = []
+
+    def slow():
+        calls.append(1)
+        threading.Event().wait(0.2)
+        return np.ones(1)
+
+    threads = [threading.Thread(target=cache.get_or_compute, args=("same", slow)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1  # six concurrent requests, one computation

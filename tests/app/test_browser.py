@@ -157,3 +157,24 @@ def test_two_sessions_at_once_keep_their_own_problems(browser, server_url):
     finally:
         a.close()
         b.close()
+
+
+def test_a_control_that_starts_work_shows_a_loading_indicator_until_it_is_done(page: Page, server_url, monkeypatch):
+    import time
+
+    from workbench import app_state
+
+    real = app_state._compute_run
+
+    def slow(*args, **kwargs):  # the server runs in this process: make one computation take visibly long
+        time.sleep(2.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_state, "_compute_run", slow)
+    open_app(page, server_url)
+    run_problem(page, "a = 5\nb = a + a\nc = b + a\nd = c")
+    busy = page.locator("#problem-message[data-dash-is-loading='true']")
+    expect(busy).to_have_count(1, timeout=1_500)
+    assert float(busy.evaluate("e => getComputedStyle(e).opacity")) < 1
+    expect(page.locator("#run-info")).to_contain_text("4 nodes")
+    expect(page.locator("[data-dash-is-loading='true']")).to_have_count(0)

@@ -63,6 +63,10 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise WorkbenchError(f"corrupt {folder / CONFIG}: {exc}; restore the file or retrain the model") from None
     if not isinstance(meta, dict) or "model" not in meta or "task" not in meta:
         raise WorkbenchError(f"{folder / CONFIG} lacks the 'model' and 'task' sections; it is not a workbench model")
+    for section in ("model", "task", "training", "evaluation"):
+        if section in meta and not isinstance(meta[section], dict):
+            raise WorkbenchError(f"{folder / CONFIG}: '{section}' must be a JSON object, got {type(meta[section]).__name__}; "
+                                 "restore the file from the model's repository or retrain the model")
     return meta
 
 
@@ -136,13 +140,18 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move folder ``src`` onto ``dst`` so that ``dst`` is always whole (old or new), never half-written."""
-    old = dst.with_name(dst.name + ".old")
+def replace_dir(src: Path, dst: Path, *, keep: Path | None = None) -> None:
+    """Move folder ``src`` onto ``dst`` so that ``dst`` is always whole (old or new), never half-written.
+
+    ``keep``: where the replaced ``dst`` goes instead of being deleted (a training run keeps its
+    previous checkpoint there, so one damaged later can be recovered). A kill between the renames
+    leaves ``dst`` missing and the last whole copy in ``keep`` (or ``dst.old``).
+    """
+    old = keep if keep is not None else dst.with_name(dst.name + ".old")
     if old.exists():
         shutil.rmtree(old)
     if dst.exists():
         os.replace(dst, old)
     os.replace(src, dst)
-    if old.exists():
+    if keep is None and old.exists():
         shutil.rmtree(old)

@@ -154,7 +154,7 @@ def sample_graphs(
     rng: np.random.Generator,
     task: TaskConfig = TaskConfig(),
     n_leaves: int = 6,
-    fan_in: tuple[int, ...] = (1, 2, 3),
+    fan_in: tuple[int, ...] | None = None,
     depth_cap: int | None = None,
     leaf_values: int | None = None,
     recent: int | None = None,
@@ -162,7 +162,8 @@ def sample_graphs(
     """Sample ``batch`` graphs with the paper's law, in model order.
 
     n_nodes: one size for all graphs, or an array [batch] of sizes (rows are padded to the largest).
-    fan_in: the choices of parent count, drawn uniformly per node (clipped to the candidates).
+    fan_in: the choices of parent count, drawn uniformly per node (clipped to the candidates);
+        default every count the task allows, 1..task.max_fan_in (the paper's 1-3).
     depth_cap: parents are drawn only among nodes of depth < cap, so every depth is <= cap.
     leaf_values: leaf constants are uniform on 0..leaf_values-1 (default: the modulus).
     recent: parents are drawn among the ``recent`` latest nodes only (long chains for depth tests).
@@ -171,6 +172,8 @@ def sample_graphs(
     n_max = int(sizes.max())
     if int(sizes.min()) <= n_leaves:
         raise ValueError(f"graphs need more than {n_leaves} nodes, got {int(sizes.min())}")
+    if fan_in is None:
+        fan_in = tuple(range(1, task.max_fan_in + 1))
     if max(fan_in) > task.max_fan_in:
         raise ValueError(f"fan-in {max(fan_in)} exceeds the task's max_fan_in {task.max_fan_in}")
     if task.n_names < n_max:

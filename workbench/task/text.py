@@ -195,6 +195,7 @@ def parse_problem(text: str, task: TaskConfig = TaskConfig()) -> Problem:
     """
     equations: list[Equation] = []
     defined: dict[str, int] = {}
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write before the first line
     for number, raw in enumerate(text.splitlines(), start=1):
         body = raw.split(COMMENT, 1)[0].strip()
         if not body:
@@ -235,11 +236,11 @@ def _parse_line(body: str, number: int, task: TaskConfig) -> Equation:
             raise WorkbenchError(f"{where}unexpected '{tok}' in '{body}'; use only names, constants and {_listed(task.operations)}")
     kinds = [kind for kind, _ in tokens]
     if kinds == ["number"]:
-        return Equation(lhs, constant=int(tokens[0][1]), line=number)
+        return Equation(lhs, constant=_constant(tokens[0][1], where, task.modulus), line=number)
     if kinds == ["op", "number"] and tokens[0][1] == "-":
         p = task.modulus
-        raise WorkbenchError(f"{where}constant -{tokens[1][1]} is out of range; constants must be 0..{p - 1}, "
-                             f"write {-int(tokens[1][1]) % p} (the same value mod {p})")
+        raise WorkbenchError(f"{where}constant -{_shown(tokens[1][1])} is out of range; constants must be 0..{p - 1}, "
+                             f"write {-_residue(tokens[1][1], p) % p} (the same value mod {p})")
     operands: list[str] = []
     ops: list[str] = []
     for position, (kind, tok) in enumerate(tokens):
@@ -258,6 +259,30 @@ def _parse_line(body: str, number: int, task: TaskConfig) -> Equation:
     if len(tokens) % 2 == 0:
         raise WorkbenchError(f"{where}'{body}' ends with the operator '{ops[-1]}'; add the operand after it or remove it")
     return Equation(lhs, operands=tuple(operands), ops=tuple(ops), line=number)
+
+
+MAX_CONSTANT_DIGITS = 30  # far past any modulus; Python refuses int() of strings over 4,300 digits
+
+
+def _shown(digits: str) -> str:
+    """A constant as an error message shows it: long ones shortened to their first digits and length."""
+    return digits if len(digits) <= MAX_CONSTANT_DIGITS else f"{digits[:12]}... ({len(digits)} digits)"
+
+
+def _residue(digits: str, modulus: int) -> int:
+    """``int(digits) % modulus`` for a digit string of any length (Horner's rule, no big integer)."""
+    value = 0
+    for d in digits:
+        value = (value * 10 + ord(d) - 48) % modulus
+    return value
+
+
+def _constant(digits: str, where: str, modulus: int) -> int:
+    """The value of a constant's digits; one that cannot be in range is refused before ``int()`` sees it."""
+    if len(digits.lstrip("0")) > MAX_CONSTANT_DIGITS:
+        raise WorkbenchError(f"{where}constant {_shown(digits)} is out of range; constants must be 0..{modulus - 1}, "
+                             f"write {_residue(digits, modulus)} (the same value mod {modulus})")
+    return int(digits)
 
 
 def _check_equation(eq: Equation, task: TaskConfig) -> None:

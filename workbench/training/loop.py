@@ -36,6 +36,8 @@ from workbench.training.config import TrainConfig
 from workbench.training.curves import write_training_curves
 
 CHECKPOINT = "checkpoint"
+PREVIOUS = "checkpoint.prev"  # the checkpoint before the last, kept to recover from a damaged one
+STATE_KEYS = frozenset({"step", "tokens", "wall_time_s", "evals", "rng", "optimizer", "config"})
 
 
 def factor_loss(logits: list[torch.Tensor], targets: torch.Tensor, valid: torch.Tensor,
@@ -246,23 +248,66 @@ class Run:
                  "rng": self.rng.bit_generator.state, "optimizer": opt_meta, "config": self.cfg.to_dict(),
                  "stretches": self.all_stretches()}
         (tmp / "state.json").write_text(json.dumps(state))
-        replace_dir(tmp, self.folder)
+        replace_dir(tmp, self.folder, keep=self.previous)
+
+    @property
+    def previous(self) -> Path:
+        return self.cfg.out_dir / PREVIOUS
+
+    def damaged(self, path: Path, reason: str) -> WorkbenchError:
+        """The one-line error for a checkpoint file that cannot be read, with the way to recover."""
+        prev = self.previous / "state.json"
+        try:
+            step = json.loads(prev.read_text())["step"]
+            fix = (f"the previous checkpoint (step {step}) is kept in '{self.previous}': "
+                   f"run `rm -r {self.folder} && cp -r {self.previous} {self.folder}` and resume again")
+        except (OSError, ValueError, KeyError, TypeError):
+            fix = f"no earlier checkpoint is kept; remove '{self.cfg.out_dir}' and start the run again without --resume"
+        return WorkbenchError(f"checkpoint file '{path}' is damaged ({reason}); {fix}")
 
     def load(self) -> None:
         if not (self.folder / "state.json").exists():
             old = self.folder.with_name(CHECKPOINT + ".old")
             if (old / "state.json").exists():  # killed between the two renames of replace_dir
                 os.replace(old, self.folder)
+            elif (self.previous / "state.json").exists() and not self.folder.exists():  # the same, keeping one
+                shutil.copytree(self.previous, self.folder)
+            elif self.folder.exists():
+                raise self.damaged(self.folder / "state.json", "missing")
             else:
                 raise WorkbenchError(f"no checkpoint to resume in {self.folder}; start without --resume")
-        state = json.loads((self.folder / "state.json").read_text())
+        path = self.folder / "state.json"
+        try:
+            state = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self.damaged(path, f"not JSON: {type(exc).__name__}") from None
+        if not isinstance(state, dict) or not STATE_KEYS <= state.keys() or not isinstance(state["config"], dict):
+            raise self.damaged(path, "fields missing")
         saved = state["config"]
-        if not same_weights_layout(saved["model"], self.cfg.model.to_dict()) or saved["task"] != self.cfg.task.to_dict():
+        try:
+            same = same_weights_layout(saved["model"], self.cfg.model.to_dict()) and saved["task"] == self.cfg.task.to_dict()
+        except (KeyError, TypeError, AttributeError, WorkbenchError):
+            raise self.damaged(path, "its config is unreadable") from None
+        if not same:
             raise WorkbenchError(f"the checkpoint in {self.folder} was trained with another model or task config; resume with the config it was started with")
-        self.model.load_state_dict(load_file(str(self.folder / "model.safetensors")))
-        tensors = load_file(str(self.folder / "optimizer.safetensors"))
-        torch.set_rng_state(tensors.pop("rng.torch"))
-        restore_optimizer(self.opt, tensors, state["optimizer"])
+        tensors = {}
+        for name in ("model.safetensors", "optimizer.safetensors"):
+            try:
+                tensors[name] = load_file(str(self.folder / name))
+            except FileNotFoundError:
+                raise self.damaged(self.folder / name, "missing") from None
+            except Exception as exc:  # safetensors raises its own types for truncated files
+                raise self.damaged(self.folder / name, f"unreadable: {type(exc).__name__}") from None
+        try:
+            self.model.load_state_dict(tensors["model.safetensors"])
+        except RuntimeError:
+            raise self.damaged(self.folder / "model.safetensors", "tensors missing or misshapen") from None
+        opt_tensors = tensors["optimizer.safetensors"]
+        try:
+            torch.set_rng_state(opt_tensors.pop("rng.torch"))
+            restore_optimizer(self.opt, opt_tensors, state["optimizer"])
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError):
+            raise self.damaged(self.folder / "optimizer.safetensors", "tensors missing or misshapen") from None
         self.step, self.tokens, self.wall_time = state["step"], state["tokens"], state["wall_time_s"]
         self.evals = state["evals"]
         self.stretches = state.get("stretches", [])  # absent from checkpoints older than the record
@@ -296,10 +341,19 @@ def trim_log(path: Path, step: int) -> None:
     resuming from the earlier one redoes, and the log must not hold them twice."""
     if not path.exists():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
-    if len(kept) < len(lines):
-        write_text_atomic(path, "".join(kept))
+    lines = path.read_text(errors="replace").splitlines(keepends=True)
+    kept = [line for line in lines if (event := _event(line)) is not None and event.get("step", 0) <= step]
+    if len(kept) < len(lines) or (kept and not kept[-1].endswith("\n")):
+        write_text_atomic(path, "".join(line if line.endswith("\n") else line + "\n" for line in kept))
+
+
+def _event(line: str) -> dict | None:
+    """One log line's event, or None for a line a kill cut in half."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
 
 
 def set_lookup_temperature(model: LoopedModel, temperature: float) -> None:
@@ -374,10 +428,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True, devi
             trim_log(log_path, run.step)
     elif export_only:
         raise WorkbenchError("--export-only needs --resume: it exports the run's last checkpoint")
-    elif run.folder.exists():
+    elif run.folder.exists() or run.previous.exists():
         raise WorkbenchError(f"run folder {cfg.out_dir} already holds a checkpoint; pass --resume to continue it or change 'name'/'out'")
-    elif cfg.init is not None:
-        load_init_weights(model, cfg.init)
+    else:
+        if cfg.init is not None:
+            load_init_weights(model, cfg.init)
+        if dist_env.main and log_path.exists():  # a run killed before its first checkpoint: start a new log
+            os.replace(log_path, log_path.with_suffix(".stale.jsonl"))
     if export_only:
         if cfg.export_dir is None:
             raise WorkbenchError(f"config {cfg.name!r} sets no 'export' folder")

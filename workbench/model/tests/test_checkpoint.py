@@ -184,6 +184,9 @@ def test_truncated_weights(saved):
     ('{"model": {"d_model": "big"}, "task": {}}', "incompatible config"),
     ('{"model": {"n_heads": 3, "d_model": 16}, "task": {}}', "multiple of n_heads"),
     ('{"model": {"n_heads": 0}, "task": {}}', "must be positive"),
+    ('{"model": {}, "task": []}', "'task' must be a JSON object"),
+    ('{"model": {}, "task": {}, "training": "x"}', "'training' must be a JSON object"),
+    ('{"model": 3, "task": {}}', "'model' must be a JSON object"),
 ])
 def test_corrupt_or_foreign_config(saved, text, fragment):
     _, folder = saved

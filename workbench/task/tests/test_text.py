@@ -200,3 +200,11 @@ def test_the_top_level_solve_stays_a_function_after_every_call():
             "print(callable(wb.solve), a == b == c)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["True", "True"], done.stderr[-2000:]
+
+
+def test_solving_no_problems_answers_an_empty_list():
+    from workbench.model.config import ModelConfig
+    from workbench.model.looped import LoopedModel
+    from workbench.solving import solve
+
+    assert solve(LoopedModel(ModelConfig(n_layers=1, n_heads=2, d_model=16), TaskConfig()), []) == []

@@ -627,3 +627,131 @@ def test_init_from_a_model_of_another_shape_is_a_user_error(tmp_path):
     cfg = tiny_config(tmp_path, name="wide", init=str(first), model=replace(TINY, d_model=32))
     with pytest.raises(WorkbenchError, match="does not fit"):
         train(cfg, progress=False, device=CPU)
+
+
+# --- damaged checkpoints, stale logs, kills (reliability) ---------------------------------------------
+
+def damage_truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+@pytest.mark.parametrize("file, damage, reason", [
+    ("model.safetensors", "truncate", "unreadable"),
+    ("model.safetensors", "delete", "missing"),
+    ("optimizer.safetensors", "truncate", "unreadable"),
+    ("optimizer.safetensors", "delete", "missing"),
+    ("state.json", "truncate", "not JSON"),
+    ("state.json", "empty-object", "fields missing"),
+    ("state.json", "delete", "missing"),
+])
+def test_a_damaged_checkpoint_names_the_file_and_the_kept_previous_one(tmp_path, monkeypatch, file, damage, reason):
+    cfg = tiny_config(tmp_path, checkpoint_every=2)
+    train_until_killed(cfg, 4, monkeypatch)
+    path = cfg.out_dir / "checkpoint" / file
+    {"truncate": damage_truncate, "delete": Path.unlink,
+     "empty-object": lambda p: p.write_text("{}")}[damage](path)
+    with pytest.raises(WorkbenchError) as caught:
+        train(cfg, resume=True, progress=False, device=CPU)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and reason in message
+    assert "previous checkpoint (step 2)" in message and "checkpoint.prev" in message
+    # the advice works: with the previous checkpoint in place the run resumes and ends like an unbroken one
+    import shutil
+    shutil.rmtree(cfg.out_dir / "checkpoint")
+    shutil.copytree(cfg.out_dir / "checkpoint.prev", cfg.out_dir / "checkpoint")
+    train(cfg, resume=True, progress=False, device=CPU)
+    straight = tiny_config(tmp_path / "straight", checkpoint_every=2)
+    train(straight, progress=False, device=CPU)
+    a, b = load_file(str(straight.export_dir / WEIGHTS)), load_file(str(cfg.export_dir / WEIGHTS))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_damaged_first_checkpoint_says_to_start_again(tmp_path, monkeypatch):
+    cfg = tiny_config(tmp_path, checkpoint_every=2)
+    train_until_killed(cfg, 2, monkeypatch)
+    damage_truncate(cfg.out_dir / "checkpoint" / "model.safetensors")
+    with pytest.raises(WorkbenchError, match="no earlier checkpoint is kept; remove"):
+        train(cfg, resume=True, progress=False, device=CPU)
+
+
+def test_a_log_cut_in_half_by_a_kill_resumes_cleanly(tmp_path, monkeypatch):
+    cfg = tiny_config(tmp_path, checkpoint_every=3)
+    train_until_killed(cfg, 3, monkeypatch)
+    with (cfg.out_dir / "log.jsonl").open("a") as log:
+        log.write('{"event": "train", "step": 4, "lo')
+    train(cfg, resume=True, progress=False, device=CPU)
+    assert [line["step"] for line in log_lines(cfg)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_fresh_start_after_a_run_killed_before_its_first_checkpoint_starts_a_new_log(tmp_path):
+    cfg = tiny_config(tmp_path)
+    cfg.out_dir.mkdir(parents=True)
+    (cfg.out_dir / "log.jsonl").write_text(json.dumps({"event": "train", "step": 1, "loss": 9.0}) + "\n")
+    train(cfg, progress=False, device=CPU)
+    assert [line["step"] for line in log_lines(cfg)] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((cfg.out_dir / "log.stale.jsonl").read_text())["loss"] == 9.0  # kept, not lost
+
+
+KILLER = """
+import os, sys
+from workbench.model import checkpoint
+from workbench.training import loop
+from workbench.training.config import TrainConfig
+kill_at, where = int(sys.argv[2]), sys.argv[3]
+real_replace, real_save = os.replace, loop.save_file
+def replace(src, dst):  # die between the two renames of the checkpoint swap
+    if where == "swap" and str(dst).endswith("checkpoint") and loop_step[0] == kill_at:
+        os._exit(9)
+    real_replace(src, dst)
+def save_file(tensors, path):  # die with the new checkpoint half written
+    real_save(tensors, path)
+    if where == "write" and path.endswith("optimizer.safetensors") and loop_step[0] == kill_at:
+        os._exit(9)
+loop_step = [0]
+save = loop.Run.save
+def tracked(run):
+    loop_step[0] = run.step
+    save(run)
+loop.Run.save = tracked
+checkpoint.os.replace = replace
+loop.save_file = save_file
+import json
+cfg = TrainConfig.from_dict(json.loads(open(sys.argv[1]).read()))
+loop.train(cfg, progress=False, device=__import__("torch").device("cpu"), resume=len(sys.argv) > 4)
+"""
+
+
+@pytest.mark.parametrize("where", ["write", "swap"])
+def test_a_process_killed_inside_a_checkpoint_write_resumes_to_identical_weights(tmp_path, where):
+    import subprocess
+    import sys
+
+    cfg = tiny_config(tmp_path / "killed", checkpoint_every=2)
+    straight = tiny_config(tmp_path / "straight", checkpoint_every=2)
+    config_file = tmp_path / "cfg.json"
+    config_file.write_text(json.dumps(cfg.to_dict()))
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    died = subprocess.run([sys.executable, str(script), str(config_file), "4", where], capture_output=True, text=True)
+    assert died.returncode == 9, died.stderr  # really killed, mid-write
+    assert not (cfg.export_dir / WEIGHTS).exists()
+    resumed = subprocess.run([sys.executable, str(script), str(config_file), "-1", where, "resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    train(straight, progress=False, device=CPU)
+    a, b = load_file(str(straight.export_dir / WEIGHTS)), load_file(str(cfg.export_dir / WEIGHTS))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [line["step"] for line in log_lines(cfg)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_task_with_fan_in_two_trains_evaluates_and_samples_only_what_it_allows(tmp_path):
+    from workbench.evaluation import evaluate_sizes
+    from workbench.task.graphs import sample_graphs
+
+    task = replace(TASK, max_fan_in=2)
+    graphs = sample_graphs(12, 16, rng=np.random.default_rng(0), task=task)
+    assert graphs.fan_in.max() == 2
+    cfg = tiny_config(tmp_path, task=task, phases=(Phase(name="add", steps=2, nodes=(7, 9), fan_in=(1, 2)),),
+                      eval_every=1)
+    evaluate = lambda model, c: {"sizes": [r.to_dict() for r in evaluate_sizes(model, [8], 4, progress=False)]}  # noqa: E731
+    train(cfg, progress=False, device=CPU, evaluate_fn=evaluate)
+    assert [e["step"] for e in json.loads((cfg.out_dir / "checkpoint" / "state.json").read_text())["evals"]][:1] == [1]
