@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Analysis 3 (paper's 6): attention routing per step, layer and head: copy and induction scores, head roles.
+"""Analysis 3 (paper's 6): attention routing per step, layer and head, from every kind of query: operand
+lookup, gather and induction masses, head roles, and the causal check of each role (head and group ablations,
+the lookup -> gather path test).
 
-    python probes/attention_routing.py --model default [--count 128 --nodes 16 --threshold 0.25]
+    python probes/attention_routing.py --model default [--count 128 --nodes 16 --threshold 0.3]
 
 Writes models/<name>/probes/routing.json (+ PNG, HTML); see workbench/analysis/routing.py.
 """
@@ -16,13 +18,15 @@ from workbench.analysis.script import analysis_command, main
 @click.option("--count", type=click.IntRange(1), default=256, show_default=True, help="graphs")
 @click.option("--depth-cap", type=click.IntRange(1), default=6, show_default=True, help="cap on node depth")
 @click.option("--steps", type=click.IntRange(1), default=None, help="loop steps (default: max depth + 2, <= 10)")
-@click.option("--mode", type=click.Choice(["free", "teacher"]), default="free", show_default=True)
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.25, show_default=True,
-              help="attention mass that makes a head a copy or induction head")
+@click.option("--mode", type=click.Choice(["teacher", "free"]), default="teacher", show_default=True,
+              help="teacher: each step reads the teacher state; free: the model's own")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="attention mass that gives a head a role (default: workbench.analysis.routing.ROLE_THRESHOLD)")
 def command(model, *, seed, progress, nodes, count, depth_cap, steps, mode, threshold):
-    """Attention mass from result positions to their operand names (copy) and operand values (induction)."""
+    """Operand lookup, gather and induction masses per step and head, roles, and their ablation checks."""
     from workbench.analysis import routing
 
+    threshold = routing.ROLE_THRESHOLD if threshold is None else threshold
     return routing.run(model, n_nodes=nodes, count=count, depth_cap=depth_cap, n_steps=steps, mode=mode,
                        threshold=threshold, seed=seed, progress=progress)
 

@@ -268,6 +268,134 @@ def transfer_matrix(g: Gathered, task: str = "value@rhs", *, point: int = -1, pr
     return out
 
 
+# ------------------------------------------------------------------------------------ causal checks
+MATTERS_DROP = 0.05
+"""A probe 'matters' when projecting out its directions costs this much more frontier accuracy than
+projecting out as many random directions (a probe can decode what the model never reads)."""
+SAME_AS_RANDOM = 0.02
+"""A probe whose accuracy is within this of the same probe on a random-weight model decodes the input, not
+anything the training put there."""
+
+
+def probe_directions(probe: LinearProbe) -> np.ndarray:
+    """[d_model, k] an orthonormal basis of the residual directions the fitted probe reads (raw, unscaled space)."""
+    if probe.clf_ is None:
+        raise WorkbenchError("a probe fitted on one class reads no direction")
+    scaler, head = probe.clf_[0], probe.clf_[-1]
+    weights = np.atleast_2d(head.coef_) / scaler.scale_[None, :]  # [class, d_model]
+    u, sv, _ = np.linalg.svd(weights.T, full_matrices=False)
+    return u[:, sv > sv.max() * 1e-6]
+
+
+class ProjectOut:
+    """A ``Tap`` that removes a subspace from one residual site at some positions: h - Q Q^T h."""
+
+    def __init__(self, site: str, basis: np.ndarray, positions: np.ndarray) -> None:
+        import torch
+
+        self.site, self.positions = site, positions
+        self.Q = torch.from_numpy(basis).float()
+
+    def __call__(self, name: str, x):
+        import torch
+
+        if name != self.site:
+            return x
+        where = torch.from_numpy(self.positions[:, : x.shape[1]]).to(x.device)[..., None]
+        Q = self.Q.to(x)
+        return torch.where(where, x - (x @ Q) @ Q.T, x)
+
+    def active(self, name: str) -> bool:
+        return False  # no slow explicit path needed: residual sites are always materialized
+
+
+DECODES_MARGIN = 0.1
+"""A probe 'decodes' at a point when its held-out accuracy beats the majority guess by this much; only there
+is its causal check meaningful (projecting out a chance-level probe's directions tests nothing about it)."""
+
+
+def causal_checks(model, tb, g: Gathered, tasks: Sequence[str] = ("value@rhs", "value@operand"), *,
+                  step: int | None = None, probe: dict | None = None, seed: int = 0,
+                  curves: dict[str, ProbeCurves] | None = None) -> dict:
+    """For each value probe and residual point: does the model *use* what the probe decodes?
+
+    At ``step`` (default: the middle of the run's steps with new nodes), fit the probe on all gathered
+    samples, then rerun that step on its teacher input with the probe's directions projected out at the
+    positions the task probes (the frontier's defining positions for ``@rhs``, their operand tokens for
+    ``@operand``) and compare the frontier accuracy with the clean run and with as many random
+    directions projected out. ``matters`` is None at points where the probe does not decode (its held-out
+    accuracy in ``curves`` within ``DECODES_MARGIN`` of the majority guess).
+    Returns {task: {step, points, rank, clean, ablated [point], random [point], decodes [point], matters [point]}}.
+    """
+    import torch
+
+    from workbench.analysis.activations import residual_points
+    from workbench.analysis.routing import frontier_accuracy
+    from workbench.hooks.tl_wrapper import hooked
+
+    m = hooked(model).model
+    was_training = m.training
+    m.eval()
+    depth_max = int(tb.max_depth.max())
+    t = step if step is not None else max(1, min(depth_max, g.n_steps - 1) // 2 + 1)
+    state = torch.from_numpy(tb.state(t - 1)).long().to(m.device)
+    frontier = tb.is_rhs & (tb.depth == t)
+    operand_of_frontier = np.zeros_like(frontier)
+    b, n = np.nonzero(tb.graphs.valid & (tb.graphs.depth == t))
+    ops = tb.operand_pos[b, n]  # [node, 3]
+    has = ops >= 0
+    operand_of_frontier[np.repeat(b, 3)[has.ravel()], ops[has]] = True
+    sites = [f"blocks.{layer}.{site}" for site, layer in residual_points(m.cfg.n_layers)]
+
+    def accuracy(tap) -> float:
+        with torch.no_grad():
+            logits, _ = m.step(state, tap)
+        return frontier_accuracy(tb, t, m.decode(logits).cpu().numpy())
+
+    from workbench.model.layers import NO_TAP
+
+    clean = accuracy(NO_TAP)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for task in tasks:
+        data = task_data(g, task, min(t, g.n_steps - 1))
+        if data is None:
+            continue
+        where = frontier if data.where == "rhs" else operand_of_frontier
+        row = {"step": t, "points": g.points, "clean": clean, "ablated": [], "random": [], "rank": 0}
+        for i, site in enumerate(sites):
+            X = g.acts[data.where][min(t, g.n_steps - 1), i, data.keep]
+            fitted = LinearProbe(**(probe or {})).fit(X, data.labels)
+            basis = probe_directions(fitted)
+            rand, _ = np.linalg.qr(rng.standard_normal((basis.shape[0], basis.shape[1])))
+            row["rank"] = int(basis.shape[1])
+            row["ablated"].append(accuracy(ProjectOut(site, basis, where)))
+            row["random"].append(accuracy(ProjectOut(site, rand, where)))
+        tt = min(t, g.n_steps - 1)
+        c = (curves or {}).get(task)
+        row["decodes"] = [True] * len(sites) if c is None else \
+            [bool(c.accuracy[tt, i] >= c.majority[tt] + DECODES_MARGIN) for i in range(len(sites))]
+        row["matters"] = [bool(r - a >= MATTERS_DROP) if d else None
+                          for a, r, d in zip(row["ablated"], row["random"], row["decodes"])]
+        out[task] = row
+    m.train(was_training)
+    return out
+
+
+def baseline_flags(tasks_out: dict, tolerance: float = SAME_AS_RANDOM) -> list[str]:
+    """Tasks whose probe accuracy (after the last layer, mean over steps) equals the random-weight model's:
+    they decode what the input already says, not what the model computed."""
+    flags = []
+    for name, d in tasks_out.items():
+        if "random_init" not in d:
+            continue
+        trained = float(np.nanmean(np.asarray(d["accuracy"], dtype=float)[:, -1]))
+        random = float(np.nanmean(np.asarray(d["random_init"], dtype=float)[:, -1]))
+        if abs(trained - random) <= tolerance:
+            flags.append(name)
+    return flags
+
+
 # ------------------------------------------------------------------------------------ the analysis
 def random_init(model, seed: int = 0):
     """A freshly initialized model of the same architecture and task (the random-weight baseline)."""
@@ -309,8 +437,11 @@ def run(model, *, n_nodes: int = 16, count: int = 384, depth_cap: int | None = 6
         g0 = gather(random_init(model, seed), tb, n_steps=steps, mode=mode, batch_size=batch_size, progress=progress)
         for name, c in probe_curves(g0, tasks, probe=probe, seed=seed, progress=progress).items():
             tasks_out[name]["random_init"] = c.accuracy
+    causal = causal_checks(model, tb, g, [t for t in ("value@rhs", "value@operand") if t in curves], probe=probe,
+                           seed=seed, curves=curves)
+    flags = baseline_flags(tasks_out)
     results = {"points": g.points, "steps": list(range(steps)), "mode": mode, "probe": LinearProbe(**(probe or {})).get_params(),
-               "tasks": tasks_out,
+               "tasks": tasks_out, "causal": causal, "same_as_random": flags,
                "transfer": None if transfer is None else {"task": "value@rhs", "point": g.points[-1], "matrix": transfer}}
     summary = {}
     for name, c in curves.items():  # means over steps after the last layer
@@ -320,6 +451,14 @@ def run(model, *, n_nodes: int = 16, count: int = 384, depth_cap: int | None = 6
             summary[f"{name} random-init acc"] = float(np.nanmean(tasks_out[name]["random_init"][:, -1]))
         for kind, sel in c.selectivity.items():
             summary[f"{name} selectivity ({kind})"] = float(np.nanmean(sel[:, -1]))
+    for name, row in causal.items():
+        used = [p for p, m in zip(row["points"], row["matters"]) if m]
+        idle = [p for p, m in zip(row["points"], row["matters"]) if m is False]
+        summary[f"{name} probe used by the model at"] = ", ".join(used) or "no point"
+        if idle:
+            summary[f"{name} probe decodes but is not used at"] = ", ".join(idle)
+    if flags:
+        summary["probes no better than on random weights"] = ", ".join(flags)
     return results, summary
 
 
@@ -358,4 +497,5 @@ def figures(result: dict) -> list:
 
 
 __all__ = ["TASKS", "CONTROLS", "PROBE_KINDS", "LinearProbe", "graph_split", "shuffled_labels", "control_labels",
-           "TaskData", "task_data", "ProbeCurves", "probe_curves", "transfer_matrix", "random_init", "run", "figures"]
+           "TaskData", "task_data", "ProbeCurves", "probe_curves", "transfer_matrix", "probe_directions", "ProjectOut",
+           "causal_checks", "baseline_flags", "MATTERS_DROP", "SAME_AS_RANDOM", "DECODES_MARGIN", "random_init", "run", "figures"]

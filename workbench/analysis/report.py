@@ -26,9 +26,10 @@ WHAT = {
               "probes; this extends its Section 5 along the loop.",
     "lens": "The bottleneck lens decodes every residual point of every step through the final norm and the "
             "factor heads: where does a node's value first appear? Also the drift of the final hidden state.",
-    "routing": "Attention from each result position to its own operand tokens (copy: the paper's layer-1 heads "
-               "move operand *names*) and to the operands' defining positions (induction: its layer-2 heads "
-               "fetch operand *values*), per step, layer and head; head roles and their stability across steps.",
+    "routing": "Attention from each operand token to its variable's definition (lookup), from each result "
+               "position to its own operand tokens (gather: the paper's layer-1 heads move operand *names*) and "
+               "to the operands' defining positions (induction: its layer-2 heads fetch operand *values*), per "
+               "step, layer and head; head roles, and the accuracy lost when a head or a role's group is ablated.",
     "attribution": "The paper's controlled experiment: a template equation appended to a solved state, one slot "
                    "varied across a batch, each head's relative output variance at the result; the head groups it "
                    "implies; OV-circuit amplification per factor; the value written against the true sum.",
@@ -98,23 +99,39 @@ def _ov_top(res: dict, layer: int, heads: list[int]) -> list[str]:
 
 
 def _describe(heads: list[dict]) -> str:
-    return "[" + ", ".join(f"{r['head']} ({'last operand' if r['positional'] else 'v%s' % r['slot']})" for r in heads) + "]"
+    """``[2 (v0, used), 5 (v1, attends, not used)]``: head, slot where it has one, and the causal verdict."""
+    def one(r: dict) -> str:
+        bits = [f"v{r['slot']}"] if r.get("slot") is not None else []
+        bits += [r["verdict"]] if r.get("verdict") else []
+        return f"{r['head']} ({', '.join(bits)})" if bits else str(r["head"])
+    return "[" + ", ".join(one(r) for r in heads) + "]"
 
 
 def _row_copy(res):
-    heads = _roles(res, 0, "copy")
-    slots = {r["slot"] for r in heads if r["slot"] is not None and not r["positional"]}
+    """The paper's layer-1 heads read the operand *names* from the result position, one head per slot
+    (our ``gather``). A model may instead look values up at the operand tokens first (``lookup``)."""
+    heads = _roles(res, 0, "gather")
+    slots = {r["slot"] for r in heads if r["slot"] is not None}
     groups = res["attribution"]["results"]["groups"][-1][0] if res.get("attribution") else {}
-    ours = f"L0 copy heads {_describe(heads)}; attribution groups (fan-in 3) {groups or 'none'}"
+    ours = f"L0 gather heads {_describe(heads)}; attribution groups (fan-in 3) {groups or 'none'}"
+    lookup = _roles(res, 0, "lookup")
+    if not heads and lookup:
+        r = res["routing"]["results"]
+        later = [x for x in r["roles"] if x["layer"] > 0 and x["role"] == "gather"]
+        mass = max(x["operand_lookup"] for x in lookup)
+        ours = (f"differs: L0 heads {_describe(lookup)} look each operand's value up at the operand token "
+                f"(mass on the definition up to {_f(mass)}); the result position then gathers the operand tokens "
+                f"by slot in L1: {_describe(later)}")
+        return ours, "differs", None
     verdict = "agrees" if len(heads) >= 2 and len(slots) >= 3 else "partly" if heads else "not seen"
     return ours, verdict, "addition2" if len(slots) < 3 else None
 
 
 def _row_ov_var(res):
-    heads = [r["head"] for r in _roles(res, 0, "copy")] or list(range(res["routing"]["results"]["heads"]))
+    heads = [r["head"] for r in _roles(res, 0, "gather")] or list(range(res["routing"]["results"]["heads"]))
     top = _ov_top(res, 0, heads)
     share = top.count("variable") / len(top)
-    return (f"top factor of L0 {'copy' if _roles(res, 0, 'copy') else 'all'} heads: {', '.join(top)}",
+    return (f"top factor of L0 {'gather' if _roles(res, 0, 'gather') else 'all'} heads: {', '.join(top)}",
             "agrees" if share > 0.5 else "partly" if share > 0 else "differs", None)
 
 
@@ -126,12 +143,18 @@ def _row_mlp0(res):
 def _row_induction(res):
     last = res["routing"]["results"]["layers"] - 1
     heads = _roles(res, last, "induction")
-    slots = {r["slot"] for r in heads if r["slot"] is not None and not r["positional"]}
     some = [r for r in res["routing"]["results"]["roles"] if r["layer"] == last and "induction" in r["steps"]]
     when = ", ".join(f"{r['head']} (steps {[t for t, x in enumerate(r['steps']) if x == 'induction']})" for r in some)
     ours = f"L{last} induction heads over all steps {_describe(heads)}; at some step: {when or 'none'}"
-    verdict = "agrees" if len(heads) >= 2 and len(slots) >= 3 else "partly" if heads or some else "not seen"
-    return ours, verdict, "addition2" if len(slots) < 3 else None
+    gather = _roles(res, last, "gather")
+    if not heads and not some and gather:
+        r = res["routing"]["results"]
+        ours = (f"differs: no head reads the parents' definitions from the result position (max induction mass "
+                f"{_f(max(x['induction'] for x in r['roles']))}); L{last} gathers the looked-up values from the operand "
+                f"tokens by slot instead: {_describe(gather)}")
+        return ours, "differs", None
+    verdict = "agrees" if len(heads) >= 2 else "partly" if heads or some else "not seen"
+    return ours, verdict, None
 
 
 def _row_ov_val(res):
@@ -214,12 +237,15 @@ def synthesis(res: dict) -> list[str]:
     """Bullets that read across analyses (each a fact with its numbers), for one model's results."""
     out = []
     if "routing" in res:
-        copy = [r for r in res["routing"]["results"]["roles"] if r["role"] == "copy"]
-        if copy:
-            kind = "positional (the operand just before '=', at every fan-in)" if all(r["positional"] for r in copy) \
-                else "slot-specific"
-            names = ", ".join("L%dh%d" % (r["layer"], r["head"]) for r in copy)
-            out.append(f"Copy heads {names} are {kind} (routing).")
+        roles = res["routing"]["results"]["roles"]
+        for role, what in (("lookup", "look operand values up at the operand tokens"),
+                           ("gather", "gather operand tokens into the result position by slot"),
+                           ("induction", "read the parents' definitions from the result position")):
+            heads = [r for r in roles if r["role"] == role]
+            if heads:
+                used = [r for r in heads if r.get("verdict", "used").startswith("used")]
+                names = ", ".join("L%dh%d" % (r["layer"], r["head"]) for r in heads)
+                out.append(f"Heads {names} {what} (routing); {len(used)} of {len(heads)} pass the ablation check.")
     if "attribution" in res:
         a = res["attribution"]["results"]
         groups = a["groups"][-1]
@@ -302,15 +328,15 @@ def _reading_lens(r: dict) -> str:
 def _reading_routing(r: dict) -> str:
     res, s = r["results"], r["summary"]
     parts = [f"{k}: {v}" for k, v in s.items() if k.startswith("L")]
-    copy = [x for x in res["roles"] if x["role"] == "copy"]
-    note = ""
-    if copy and all(x["positional"] for x in copy):
-        note = (" The copy heads are positional: at every fan-in they attend to the operand just before '=' (the "
-                "only operand of a copy), so one operand per equation reaches the result position this way.")
-    return (f"Head roles (frontier nodes, mean mass >= {res['threshold']} over steps): " + ("; ".join(parts) or "none") +
-            "." + note +
-            f" Max copy mass {_f(s['max copy'])}, max induction mass {_f(s['max induction'])} (uniform attention "
-            f"would give {_f(s['uniform baseline'])}); roles hold across {_pct(s['mean stability'])} of steps on average.")
+    path = ""
+    if "clean frontier acc" in s:
+        path = (f" Path test: with the lookup heads ablated at the operand tokens only, frontier accuracy is "
+                f"{_f(s['lookup heads ablated at operand tokens only (frontier acc)'])}; ablated everywhere else, "
+                f"{_f(s['lookup heads ablated elsewhere only (frontier acc)'])} (clean {_f(s['clean frontier acc'])}).")
+    return (f"Head roles (teacher-forced steps, mean mass >= {res['threshold']}; causal check: ablation drop >= "
+            f"{res.get('used_drop', 0.02)}): " + ("; ".join(parts) or "none") + "." +
+            f" Max masses: operand lookup {_f(s['max operand_lookup'])}, gather {_f(s['max gather'])}, "
+            f"induction {_f(s['max induction'])}." + path)
 
 
 def _reading_attribution(r: dict) -> str:

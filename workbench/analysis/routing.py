@@ -1,199 +1,524 @@
-"""Attention routing: where each head, at each step, sends a result position's attention.
+"""Attention routing, measured from every kind of query, with head roles derived from the data.
 
-For a node ``v0 + v1 + v2 = rhs`` the query is the rhs position. Its attention mass on
-    copy       its own operand tokens (the operand *names*, in the same equation: layer-1 heads in the paper)
-    induction  the operands' defining positions (where their *values* live: layer-2 heads in the paper)
-per operand slot, averaged over inner nodes (``all``) or over the step's frontier (nodes of depth t,
-the ones step t must compute). ``constant``: a leaf's rhs attending to its own constant (step 0's job).
-``uniform``: the mass a head would put on the operands by attending uniformly (the baseline).
+The one place that defines what a head's attention means. For an equation ``a + b = c`` the queries
+that matter, and the keys each should read, are
 
-Head roles come from the frontier scores averaged over steps: ``copy`` or ``induction`` when that mass
-is at least ``threshold`` and beats the other, else ``other``; the slot is the one with the most mass
-(``positional``: the head serves the last operand at every fan-in); the stability is the fraction of
-steps whose own role is the same, and ``steps`` lists the role at every step.
+    operand_lookup  an operand token (``a``)  -> that variable's defining position (where its value lives)
+    gather          a result position (``c``) -> its own operand tokens (by slot)
+    induction       a result position (``c``) -> its parents' defining positions (the paper's layer-2 heads)
+    self            any position              -> itself
+    syntax          any position              -> operators, ``=`` and separators
 
-Results (``run``): ``copy``, ``induction``, ``constant`` [step][layer][head]; ``copy_by_slot``,
-``induction_by_slot`` (below); ``frontier`` {copy, induction} [step][layer][head]; by slot: [step][layer][head][fan-in - 1][slot] (slot s of
-the nodes with that fan-in: a positional head shows as slot k-1 of every fan-in k);
-``uniform`` [step]; ``roles``: [{layer, head, role, slot, positional, copy, induction, stability, steps}].
+``operand_lookup`` averages over the operand tokens whose definition is already filled in the step's
+input; ``gather`` and ``induction`` over the result positions of nodes whose parents are all filled
+(the nodes the step can compute); ``self`` and ``syntax`` over every position. A model shaped by the
+operand-lookup auxiliary loss (``default``) looks values up at the operand tokens and gathers them by
+slot; the paper's model reads them from the result position by induction. Both circuits show here.
+
+A head's role at a step is the measure it serves most, if that mass reaches ``ROLE_THRESHOLD``:
+``lookup``, ``gather`` (with the slot it serves) or ``induction``; else ``other``. A role claim is only
+as good as its causal check (``ablation_effects``): a head whose ablation does not lower the step's
+frontier accuracy by ``USED_DROP`` is reported as "attends, not used".
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from workbench.analysis.activations import cached_runs, default_steps, sample_batch
-from workbench.hooks.names import hook_name, sites_filter
-from workbench.hooks.tl_wrapper import hooked
+from workbench.model.layers import Tap
+from workbench.model.looped import LoopedModel
+from workbench.task.tokens import TokenBatch
+from workbench.task.vocab import F_SYNTAX, F_VALUE, PAD, VALUE, VARIABLE
 
-ROLES = ("copy", "induction", "other")
-
-
-def routing_scores(patterns: list[Float[Tensor, "batch head query key"]], tb, step: int) -> dict[str, np.ndarray]:
-    """Sums and counts of one step's scores: patterns per layer [batch, head, query, key] -> arrays [layer, head, ...]."""
-    g = tb.graphs
-    L, H = len(patterns), patterns[0].shape[1]
-    inner = g.valid & (g.parents[..., 0] >= 0)
-    b, n = np.nonzero(inner)
-    q = tb.rhs_pos[b, n]
-    fan = (g.parents[b, n] >= 0).sum(-1)  # [node] fan-in
-    copy_s, ind_s = np.zeros((L, H, 3, 3)), np.zeros((L, H, 3, 3))  # [layer, head, fan-in - 1, slot]
-    count_s = np.zeros((3, 3))
-    copy_node, ind_node = np.zeros((L, H, len(b))), np.zeros((L, H, len(b)))
-    for s in range(3):
-        present = g.parents[b, n, s] >= 0
-        bs, ns, qs, ks = b[present], n[present], q[present], fan[present] - 1
-        op_pos = tb.operand_pos[bs, ns, s]
-        def_pos = tb.rhs_pos[bs, g.parents[bs, ns, s]]
-        np.add.at(count_s[:, s], ks, 1)
-        for layer, pat in enumerate(patterns):
-            c = pat[bs, :, qs, op_pos].numpy()  # [node, head]
-            i = pat[bs, :, qs, def_pos].numpy()
-            for k in range(3):
-                copy_s[layer, :, k, s] += c[ks == k].sum(0)
-                ind_s[layer, :, k, s] += i[ks == k].sum(0)
-            copy_node[layer][:, present] += c.T
-            ind_node[layer][:, present] += i.T
-    frontier = g.depth[b, n] == step
-    leaf_b, leaf_n = np.nonzero(g.valid & (g.leaf_value >= 0))
-    leaf_q = tb.rhs_pos[leaf_b, leaf_n]
-    constant = np.stack([pat[leaf_b, :, leaf_q, leaf_q - 2].numpy().sum(0) for pat in patterns])  # [layer, head]
-    return {"copy_s": copy_s, "ind_s": ind_s, "count_s": count_s, "copy": copy_node.sum(-1), "ind": ind_node.sum(-1),
-            "count": len(b), "f_copy": copy_node[..., frontier].sum(-1), "f_ind": ind_node[..., frontier].sum(-1),
-            "f_count": int(frontier.sum()), "constant": constant, "leaf_count": len(leaf_b),
-            "uniform": float((fan / (q + 1)).sum())}
+MEASURES = ("operand_lookup", "gather", "induction", "self", "syntax")
+ROLES = ("lookup", "gather", "induction", "other")
+ROLE_OF = {"operand_lookup": "lookup", "gather": "gather", "induction": "induction"}
+ROLE_THRESHOLD = 0.3
+"""Mean attention mass on a measure's keys that makes a head serve that role (uniform attention over a
+typical N = 16 sequence puts < 0.05 on any one of them)."""
+USED_DROP = 0.02
+"""Frontier-accuracy drop (ablated vs clean) below which a head 'attends, not used'."""
+MAX_SLOTS = 3
 
 
-def head_roles(copy: np.ndarray, induction: np.ndarray, copy_by_slot: np.ndarray, induction_by_slot: np.ndarray,
-               threshold: float = 0.25) -> list[dict]:
-    """Roles of every head from [step, layer, head] scores (NaN at steps without nodes).
+# --------------------------------------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class Layout:
+    """Where the queries and keys of every measure sit in one token batch (flat index arrays).
 
-    The slot comes from the per-slot scores [step, layer, head, fan-in - 1, slot] of the largest fan-in;
-    ``positional`` says the head serves the last operand (the one just before '=') at every fan-in, i.e.
-    it routes by position, not by slot. ``steps``: the role at each step (None without nodes).
-
-    >>> c = np.array([[[0.9, 0.0]]]); i = np.array([[[0.0, 0.5]]]); s = np.zeros((1, 1, 2, 3, 3))
-    >>> s[..., 2, :] = [0, 0, 1]
-    >>> [(r["role"], r["slot"], r["positional"]) for r in head_roles(c, i, s, s)]
-    [('copy', 2, False), ('induction', 2, False)]
+    Operand occurrences: (op_b, op_q) the token, op_def its definition. Inner nodes: (nd_b, nd_n), nd_q
+    their result position, nd_ops / nd_defs [node, slot] their operand tokens and parents' definitions
+    (-1 where the node has fewer operands).
     """
-    def role_of(cv, iv):
-        if cv >= threshold and cv >= iv:
-            return "copy"
-        if iv >= threshold and iv > cv:
-            return "induction"
-        return "other"
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (no such nodes) stay NaN
-        mean_c, mean_i = np.nanmean(copy, 0), np.nanmean(induction, 0)
-        mean_cs, mean_is = np.nanmean(copy_by_slot, 0), np.nanmean(induction_by_slot, 0)  # [layer, head, fan, slot]
-    fans = [k for k in range(mean_cs.shape[2]) if np.isfinite(mean_cs[:, :, k, :k + 1]).any()]
-    out = []
-    T, L, H = copy.shape
-    for layer in range(L):
-        for head in range(H):
-            role = role_of(mean_c[layer, head], mean_i[layer, head])
-            by_slot = mean_cs[layer, head] if role == "copy" else mean_is[layer, head]  # [fan, slot]
-            slot = positional = None
-            if role != "other" and fans:
-                slot = int(np.nanargmax(by_slot[fans[-1], :fans[-1] + 1]))
-                positional = len(fans) > 1 and all(int(np.nanargmax(by_slot[k, :k + 1])) == k for k in fans)
-            steps = [role_of(copy[t, layer, head], induction[t, layer, head]) if np.isfinite(copy[t, layer, head])
-                     else None for t in range(T)]
-            valid = [r for r in steps if r is not None]
-            out.append({"layer": layer, "head": head, "role": role, "slot": slot, "positional": positional,
-                        "copy": float(mean_c[layer, head]), "induction": float(mean_i[layer, head]),
-                        "stability": float(np.mean([r == role for r in valid])) if valid else None, "steps": steps})
+    op_b: np.ndarray
+    op_q: np.ndarray
+    op_def: np.ndarray
+    nd_b: np.ndarray
+    nd_n: np.ndarray
+    nd_q: np.ndarray
+    nd_ops: np.ndarray
+    nd_defs: np.ndarray
+    real: np.ndarray  # [batch, pos] not padding
+    syntax_key: np.ndarray  # [batch, pos] an operator, '=' or separator
+
+    @classmethod
+    def of(cls, tb: TokenBatch) -> "Layout":
+        g = tb.graphs
+        op_b, op_q = np.nonzero((tb.node >= 0) & ~tb.is_rhs)
+        op_def = tb.rhs_pos[op_b, tb.node[op_b, op_q]]
+        nd_b, nd_n = np.nonzero(g.valid & (g.parents[..., 0] >= 0))
+        parents = g.parents[nd_b, nd_n]  # [node, slot]
+        nd_defs = np.where(parents >= 0, tb.rhs_pos[nd_b[:, None], np.maximum(parents, 0)], -1)
+        syntax = tb.tokens[..., F_SYNTAX]
+        return cls(op_b, op_q, op_def, nd_b, nd_n, tb.rhs_pos[nd_b, nd_n], tb.operand_pos[nd_b, nd_n], nd_defs,
+                   syntax != PAD, (syntax != PAD) & (syntax != VARIABLE) & (syntax != VALUE))
+
+
+def filled_positions(state: np.ndarray, vocab) -> np.ndarray:
+    """[batch, pos] defining positions whose value is written in ``state`` [batch, pos, factor]."""
+    return state[..., F_VALUE] < vocab.n_values
+
+
+# -------------------------------------------------------------------------------------------- measure
+def measure_step(patterns: Sequence[Float[Tensor, "batch head query key"]], layout: Layout,
+                 filled: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One step's routing: {measure: (sum [layer, head], count)} plus ``gather_slot`` (sum [layer, head, slot], count [slot]).
+
+    ``filled`` [batch, pos] says which definitions the step's input holds (``filled_positions``).
+    Sums and counts (not means) so that chunks of a batch add up.
+    """
+    lo = layout
+    op_keep = filled[lo.op_b, lo.op_def]
+    nd_keep = np.all((lo.nd_defs < 0) | filled[lo.nd_b[:, None], np.maximum(lo.nd_defs, 0)], axis=1)
+    ob, oq, od = lo.op_b[op_keep], lo.op_q[op_keep], lo.op_def[op_keep]
+    nb, nq, nops, ndefs = lo.nd_b[nd_keep], lo.nd_q[nd_keep], lo.nd_ops[nd_keep], lo.nd_defs[nd_keep]
+    real = torch.from_numpy(lo.real)
+    syntax_key = torch.from_numpy(lo.syntax_key).float()
+    sums: dict[str, list] = {m: [] for m in MEASURES}
+    slot_sums = []
+    for pat in patterns:
+        pat = pat.float().cpu()
+        sums["operand_lookup"].append(pat[ob, :, oq, od].sum(0).numpy())  # [head]
+        slots = np.zeros((pat.shape[1], MAX_SLOTS))
+        ind = np.zeros(pat.shape[1])
+        for s in range(min(MAX_SLOTS, nops.shape[1])):
+            has = nops[:, s] >= 0
+            slots[:, s] = pat[nb[has], :, nq[has], nops[has, s]].sum(0).numpy()
+            ind += pat[nb[has], :, nq[has], ndefs[has, s]].sum(0).numpy()
+        slot_sums.append(slots)
+        sums["gather"].append(slots.sum(1))
+        sums["induction"].append(ind)
+        diag = pat.diagonal(dim1=-2, dim2=-1)  # [batch, head, pos]
+        sums["self"].append((diag * real[:, None]).sum((0, 2)).numpy())
+        to_syntax = torch.einsum("bhqk,bk->bhq", pat, syntax_key)
+        sums["syntax"].append((to_syntax * real[:, None]).sum((0, 2)).numpy())
+    n_real = int(lo.real.sum())
+    counts = {"operand_lookup": len(ob), "gather": len(nb), "induction": len(nb), "self": n_real, "syntax": n_real}
+    out = {m: (np.stack(sums[m]), np.asarray(counts[m])) for m in MEASURES}
+    out["gather_slot"] = (np.stack(slot_sums), (nops >= 0).sum(0)[:MAX_SLOTS])
     return out
 
 
-def run(model, *, n_nodes: int = 16, count: int = 128, depth_cap: int | None = 6, n_steps: int | None = None,
-        mode: str = "free", threshold: float = 0.25, seed: int = 0, batch_size: int = 16,
-        progress: bool = False) -> tuple[dict, dict]:
-    """Routing scores of every head at every step on ``count`` graphs; ``(results, summary)``."""
-    hm = hooked(model)
-    tb = sample_batch(hm, n_nodes, count, seed=seed, depth_cap=depth_cap)
-    T, L, H = n_steps or default_steps(tb, extra=1, cap=10), hm.cfg.n_layers, hm.cfg.n_heads
-    acc = [None] * T
-    for chunk in cached_runs(hm, tb, n_steps=T, names_filter=sites_filter("attn.hook_pattern"), mode=mode,
-                             batch_size=batch_size, progress=progress, desc="routing"):
-        for t in range(T):
-            pats = [chunk.cache[hook_name(t, "attn.hook_pattern", layer)].float().cpu() for layer in range(L)]
-            scores = routing_scores(pats, chunk.tb, t)
-            acc[t] = scores if acc[t] is None else {k: acc[t][k] + v for k, v in scores.items()}
-    def div(a, n):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(np.asarray(n) > 0, a / np.maximum(n, 1), np.nan)
-    copy = np.stack([div(a["copy"], a["count"]) for a in acc])  # [step, layer, head]
-    ind = np.stack([div(a["ind"], a["count"]) for a in acc])
-    copy_s = np.stack([div(a["copy_s"], a["count_s"]) for a in acc])  # [step, layer, head, fan-in - 1, slot]
-    ind_s = np.stack([div(a["ind_s"], a["count_s"]) for a in acc])
-    k = int(np.flatnonzero(sum(a["count_s"] for a in acc).sum(1) > 0).max())  # the largest fan-in present
-    f_copy = np.stack([div(a["f_copy"], a["f_count"]) for a in acc])
-    f_ind = np.stack([div(a["f_ind"], a["f_count"]) for a in acc])
-    on_frontier = bool(np.isfinite(f_copy).any())  # roles from the nodes each step must compute
-    roles = head_roles(f_copy if on_frontier else copy, f_ind if on_frontier else ind, copy_s, ind_s, threshold)
-    results = {"steps": list(range(T)), "layers": L, "heads": H, "mode": mode, "threshold": threshold,
-               "copy": copy, "induction": ind, "copy_by_slot": copy_s, "induction_by_slot": ind_s,
-               "frontier": {"copy": f_copy, "induction": f_ind},
-               "constant": np.stack([div(a["constant"], a["leaf_count"]) for a in acc]),
-               "uniform": np.array([div(np.array(a["uniform"]), a["count"]) for a in acc]), "roles": roles,
-               "role_fan_in": k + 1, "roles_from": "frontier" if on_frontier else "all"}
-    groups: dict[str, list[str]] = {}
+def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+@dataclass
+class Routing:
+    """Routing measures of a run, each [step, layer, head] (NaN at a step without such queries)."""
+
+    measures: dict[str, np.ndarray]  # measure -> [step, layer, head]
+    gather_slot: np.ndarray  # [step, layer, head, slot] mass on the operand token of each slot
+
+    @classmethod
+    def from_sums(cls, per_step: list[dict]) -> "Routing":
+        measures = {m: np.stack([_mean(*s[m]) for s in per_step]) for m in MEASURES}
+        slot = np.stack([_mean(s["gather_slot"][0], s["gather_slot"][1][None, None, :]) for s in per_step])
+        return cls(measures, slot)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.measures["operand_lookup"].shape
+
+    def roles(self, threshold: float = ROLE_THRESHOLD) -> list[dict]:
+        """Every head's role per step and overall (the role of its step-averaged measures), with its stability."""
+        return head_roles(self.measures, self.gather_slot, threshold)
+
+    def to_json(self) -> dict:
+        return {**{m: v.tolist() for m, v in self.measures.items()}, "gather_slot": self.gather_slot.tolist()}
+
+
+def role_of(values: dict[str, float], threshold: float = ROLE_THRESHOLD) -> str:
+    """The role a head's measures name: the largest of lookup, gather and induction if it reaches ``threshold``.
+
+    >>> role_of({"operand_lookup": 0.8, "gather": 0.1, "induction": 0.0})
+    'lookup'
+    >>> role_of({"operand_lookup": 0.1, "gather": 0.2, "induction": 0.25})
+    'other'
+    """
+    best = max(ROLE_OF, key=lambda m: -1.0 if not np.isfinite(values[m]) else values[m])
+    return ROLE_OF[best] if np.isfinite(values[best]) and values[best] >= threshold else "other"
+
+
+def head_roles(measures: dict[str, np.ndarray], gather_slot: np.ndarray, threshold: float = ROLE_THRESHOLD) -> list[dict]:
+    """Per head: {layer, head, role, slot, steps (role per step), stability, and each measure's step mean}.
+
+    ``slot`` (gather heads): the operand slot the head reads most; ``stability``: the share of steps
+    (with queries) whose own role equals the overall one.
+    """
+    T, L, H = measures["operand_lookup"].shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # steps without queries stay NaN
+        mean = {m: np.nanmean(v, 0) for m, v in measures.items()}  # [layer, head]
+        slot_mean = np.nanmean(gather_slot, 0)  # [layer, head, slot]
+    out = []
+    for layer in range(L):
+        for head in range(H):
+            role = role_of({m: mean[m][layer, head] for m in ROLE_OF}, threshold)
+            steps = [role_of({m: measures[m][t, layer, head] for m in ROLE_OF}, threshold)
+                     if any(np.isfinite(measures[m][t, layer, head]) for m in ROLE_OF) else None for t in range(T)]
+            valid = [r for r in steps if r is not None]
+            slot = (int(np.nanargmax(slot_mean[layer, head])) if role == "gather"
+                    and np.isfinite(slot_mean[layer, head]).any() else None)
+            out.append({"layer": layer, "head": head, "role": role, "slot": slot, "steps": steps,
+                        "stability": float(np.mean([r == role for r in valid])) if valid else None,
+                        **{m: float(mean[m][layer, head]) for m in MEASURES}})
+    return out
+
+
+# ------------------------------------------------------------------------------------------- capture
+class Capture(Tap):
+    """A tap that keeps each layer's attention pattern and can rewrite heads' outputs (``hook_z``).
+
+    ``edit(layer, z)`` -> z, when given, runs on ``blocks.{layer}.attn.hook_z`` [batch, pos, head, d_head].
+    """
+
+    def __init__(self, patterns: bool = True, edit=None) -> None:
+        self.patterns: dict[int, Tensor] = {}
+        self.z: dict[int, Tensor] = {}
+        self.want_patterns, self.edit = patterns, edit
+
+    def __call__(self, name: str, x: Tensor) -> Tensor:
+        if name.endswith("attn.hook_pattern") and self.want_patterns:
+            self.patterns[int(name.split(".")[1])] = x
+        elif name.endswith("attn.hook_z"):
+            layer = int(name.split(".")[1])
+            if self.edit is not None:
+                x = self.edit(layer, x)
+            self.z[layer] = x
+        return x
+
+    def active(self, name: str) -> bool:
+        return (self.want_patterns and name.endswith("attn.hook_pattern")) or name.endswith("attn.hook_z")
+
+
+@torch.no_grad()
+def one_step(model: LoopedModel, state: np.ndarray, capture: Capture) -> np.ndarray:
+    """One loop step from ``state`` [batch, pos, factor] through ``capture``; the decoded next state."""
+    tokens = torch.from_numpy(state).long().to(model.device)
+    logits, _ = model.step(tokens, capture)
+    return model.decode(logits).cpu().numpy()
+
+
+def teacher_routing(model: LoopedModel, tb: TokenBatch, n_steps: int | None = None) -> Routing:
+    """Routing of every step on teacher-forced input (step t reads the teacher state after step t - 1)."""
+    n_steps = n_steps or int(tb.max_depth.max()) + 1
+    layout = Layout.of(tb)
+    per_step = []
+    was_training = model.training
+    model.eval()
+    for t in range(n_steps):
+        state = tb.state(t - 1)
+        capture = Capture()
+        one_step(model, state, capture)
+        per_step.append(measure_step([capture.patterns[layer] for layer in sorted(capture.patterns)], layout,
+                                     filled_positions(state, tb.vocab)))
+    model.train(was_training)
+    return Routing.from_sums(per_step)
+
+
+# ------------------------------------------------------------------------------------------- causal
+def frontier_accuracy(tb: TokenBatch, step: int, output: np.ndarray) -> float:
+    """Share of the nodes of depth ``step`` (the ones step ``step`` writes) whose written value is right."""
+    b, p = np.nonzero(tb.is_rhs & (tb.depth == step))
+    return float((output[b, p, F_VALUE] == tb.target_value[b, p]).mean()) if len(b) else float("nan")
+
+
+def head_ablation(heads: Sequence[tuple[int, int]], mode: str, means: dict[int, Tensor] | None = None,
+                  positions: np.ndarray | None = None):
+    """An ``edit`` for ``Capture``: zero (or set to their mean) the outputs of ``heads`` [(layer, head)],
+    at every position or only where ``positions`` [batch, pos] is True."""
+    if mode not in ("zero", "mean"):
+        raise ValueError(f"ablation mode must be 'zero' or 'mean', got {mode!r}")
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+
+    def edit(layer: int, z: Tensor) -> Tensor:
+        hs = by_layer.get(layer)
+        if not hs:
+            return z
+        z = z.clone()
+        value = torch.zeros_like(z[..., hs, :]) if mode == "zero" else means[layer][hs].to(z).expand_as(z[..., hs, :])
+        if positions is None:
+            z[..., hs, :] = value
+        else:
+            where = torch.from_numpy(positions[:, : z.shape[1]]).to(z.device)[..., None, None]
+            z[..., hs, :] = torch.where(where, value, z[..., hs, :])
+        return z
+
+    return edit
+
+
+def ablation_effects(model: LoopedModel, tb: TokenBatch, *, steps: Sequence[int] | None = None,
+                     modes: Sequence[str] = ("zero", "mean")) -> dict:
+    """Frontier-accuracy drop when each head is ablated at each step, teacher-forced input.
+
+    Returns {"clean": [step], mode: [step, layer, head] drops (clean - ablated)}. Mean ablation sets
+    a head's output to its mean over the batch's real positions at that step (a head that only adds a
+    constant is then harmless); zero ablation removes it.
+    """
+    steps = list(steps) if steps is not None else list(range(int(tb.max_depth.max()) + 1))
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    real = torch.from_numpy(tb.tokens[..., F_SYNTAX] != PAD)
+    out = {"steps": steps, "clean": [], **{m: np.full((len(steps), L, H), np.nan) for m in modes}}
+    was_training = model.training
+    model.eval()
+    for i, t in enumerate(steps):
+        state = tb.state(t - 1)
+        clean = Capture(patterns=False)
+        clean_acc = frontier_accuracy(tb, t, one_step(model, state, clean))
+        out["clean"].append(clean_acc)
+        means = {layer: z[real].mean(0) for layer, z in clean.z.items()}  # [head, d_head]
+        for mode in modes:
+            for layer in range(L):
+                for head in range(H):
+                    edit = head_ablation([(layer, head)], mode, means)
+                    acc = frontier_accuracy(tb, t, one_step(model, state, Capture(patterns=False, edit=edit)))
+                    out[mode][i, layer, head] = clean_acc - acc
+    model.train(was_training)
+    return out
+
+
+def composition(model: LoopedModel, tb: TokenBatch, lookup_heads: Sequence[tuple[int, int]], *,
+                steps: Sequence[int] | None = None) -> dict:
+    """Path test of lookup -> gather: ablate the lookup heads only at operand tokens, only elsewhere, everywhere.
+
+    If the later layer reads what the lookup heads wrote at the operand tokens, ablating them there alone
+    costs (nearly) as much as ablating them everywhere, and ablating them elsewhere costs little.
+    Returns {where: [step] frontier accuracy} for clean, operands, elsewhere, everywhere.
+    """
+    steps = list(steps) if steps is not None else list(range(1, int(tb.max_depth.max()) + 1))
+    operand = (tb.node >= 0) & ~tb.is_rhs
+    out: dict[str, list] = {"steps": steps, "clean": [], "operands": [], "elsewhere": [], "everywhere": []}
+    was_training = model.training
+    model.eval()
+    for t in steps:
+        state = tb.state(t - 1)
+        out["clean"].append(frontier_accuracy(tb, t, one_step(model, state, Capture(patterns=False))))
+        for where, positions in (("operands", operand), ("elsewhere", ~operand), ("everywhere", None)):
+            edit = head_ablation(lookup_heads, "zero", positions=positions)
+            out[where].append(frontier_accuracy(tb, t, one_step(model, state, Capture(patterns=False, edit=edit))))
+    model.train(was_training)
+    return out
+
+
+def group_effects(model: LoopedModel, tb: TokenBatch, groups: dict[str, Sequence[tuple[int, int]]], *,
+                  steps: Sequence[int] | None = None) -> dict[str, float]:
+    """Mean frontier-accuracy drop (zero ablation, over ``steps``) when a whole group of heads is ablated.
+
+    Heads that back each other up (several lookup heads reading the same definition) each cost nothing
+    alone; only the group's ablation shows that the role is used.
+    """
+    steps = list(steps) if steps is not None else list(range(int(tb.max_depth.max()) + 1))
+    drops: dict[str, list[float]] = {name: [] for name in groups}
+    was_training = model.training
+    model.eval()
+    for t in steps:
+        state = tb.state(t - 1)
+        clean = frontier_accuracy(tb, t, one_step(model, state, Capture(patterns=False)))
+        for name, heads in groups.items():
+            edit = head_ablation(heads, "zero")
+            drops[name].append(clean - frontier_accuracy(tb, t, one_step(model, state, Capture(patterns=False, edit=edit))))
+    model.train(was_training)
+    return {name: float(np.nanmean(v)) for name, v in drops.items()}
+
+
+def role_groups(roles: list[dict], alone: np.ndarray | None = None, threshold: float = USED_DROP) -> dict[str, list[tuple[int, int]]]:
+    """The heads of each (layer, role), e.g. ``{"L0 lookup": [(0, 2), (0, 4)]}`` (``other`` left out).
+
+    With ``alone`` ([layer, head] drops of single-head ablations), also ``"L0 lookup (weak)"``: the heads
+    of the role whose ablation alone costs less than ``threshold`` (are they backups of each other?).
+    """
+    groups: dict[str, list[tuple[int, int]]] = {}
     for r in roles:
         if r["role"] != "other":
-            tag = "last operand" if r["positional"] else f"v{r['slot']}"
-            groups.setdefault(f"L{r['layer']} {r['role']} heads", []).append(f"{r['head']} ({tag})")
-    by_step: dict[str, list[str]] = {}
+            groups.setdefault(f"L{r['layer']} {r['role']}", []).append((r["layer"], r["head"]))
+            if alone is not None and alone[r["layer"], r["head"]] < threshold:
+                groups.setdefault(f"L{r['layer']} {r['role']} (weak)", []).append((r["layer"], r["head"]))
+    return groups
+
+
+def single_drops(effects: dict) -> np.ndarray:
+    """[layer, head] the larger of the zero- and mean-ablation drops, averaged over steps."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(np.stack([np.nanmean(effects[m], 0) for m in ("zero", "mean") if m in effects]), 0)
+
+
+def causal_verdicts(roles: list[dict], effects: dict, group_drops: dict[str, float] | None = None,
+                    threshold: float = USED_DROP) -> list[dict]:
+    """Each role claim with its causal effect and a verdict.
+
+    ``ablation_drop``: the larger of zero and mean ablation of the head alone, averaged over steps;
+    ``group_drop``: the drop when its whole (layer, role) group is ablated. Verdict: ``used`` (alone),
+    ``used as a group`` (weak alone, but ablating the role's weak heads together costs: they back each
+    other up), or ``attends, not used`` (not even the weak heads together matter while the others work).
+    """
+    drops = single_drops(effects)
+    group_drops = group_drops or {}
+    out = []
+    for r in roles:
+        drop = float(drops[r["layer"], r["head"]])
+        group = group_drops.get(f"L{r['layer']} {r['role']}")
+        weak = group_drops.get(f"L{r['layer']} {r['role']} (weak)")
+        if r["role"] == "other":
+            verdict = "-"
+        elif drop >= threshold:
+            verdict = "used"
+        elif weak is not None and weak >= threshold:
+            verdict = "used as a group"
+        else:
+            verdict = "attends, not used"
+        out.append({**r, "ablation_drop": drop, "group_drop": group, "verdict": verdict})
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the probe
+def run(model, *, n_nodes: int = 16, count: int = 128, depth_cap: int | None = 6, n_steps: int | None = None,
+        mode: str = "teacher", threshold: float = ROLE_THRESHOLD, seed: int = 0, batch_size: int = 32,
+        progress: bool = False) -> tuple[dict, dict]:
+    """Routing of every head at every step, roles, ablation effects and the lookup -> gather path test.
+
+    ``mode`` ``teacher``: each step reads the teacher state (what the step's role is meant to be on);
+    ``free``: each step reads the model's own previous state.
+    """
+    from tqdm.auto import tqdm
+
+    from workbench.analysis.activations import sample_batch
+    from workbench.hooks.tl_wrapper import hooked
+
+    model = hooked(model).model if not isinstance(model, LoopedModel) else model
+    tb = sample_batch(model, n_nodes, count, seed=seed, depth_cap=depth_cap)
+    T = n_steps or int(tb.max_depth.max()) + 1
+    per_step: list = [None] * T
+    effects: list[dict] = []
+    for start in tqdm(range(0, tb.batch, batch_size), desc="routing", disable=not progress, leave=False):
+        sub = tb.select(np.arange(start, min(start + batch_size, tb.batch)))
+        layout = Layout.of(sub)
+        state = sub.state(-1)
+        for t in range(T):
+            if mode == "teacher":
+                state = sub.state(t - 1)
+            capture = Capture()
+            with torch.no_grad():
+                next_state = one_step(model.eval(), state, capture)
+            sums = measure_step([capture.patterns[layer] for layer in sorted(capture.patterns)], layout,
+                                filled_positions(state, sub.vocab))
+            per_step[t] = sums if per_step[t] is None else {k: (per_step[t][k][0] + v[0], per_step[t][k][1] + v[1])
+                                                            for k, v in sums.items()}
+            state = next_state
+        effects.append(ablation_effects(model, sub, steps=list(range(min(T, int(sub.max_depth.max()) + 1)))))
+    routing = Routing.from_sums(per_step)
+    roles = routing.roles(threshold)
+    eff = _merge_effects(effects, T, model.cfg.n_layers, model.cfg.n_heads)
+    first = tb.select(np.arange(min(tb.batch, batch_size)))
+    groups = role_groups(roles, single_drops(eff))
+    roles = causal_verdicts(roles, eff, group_effects(model, first, groups) if groups else None)
+    lookup_heads = [(r["layer"], r["head"]) for r in roles if r["role"] == "lookup"]
+    path = composition(model, first, lookup_heads) if lookup_heads else None
+    results = {"steps": list(range(T)), "layers": model.cfg.n_layers, "heads": model.cfg.n_heads, "mode": mode,
+               "threshold": threshold, "used_drop": USED_DROP, **routing.to_json(), "roles": roles,
+               "ablation": {"clean": eff["clean"], "zero": eff["zero"].tolist(), "mean": eff["mean"].tolist()},
+               "composition": path}
+    return results, summarize(results)
+
+
+def _merge_effects(chunks: list[dict], T: int, L: int, H: int) -> dict:
+    """Average per-chunk ablation results over chunks, step by step (chunks may end at different depths)."""
+    out = {"clean": [], "zero": np.full((T, L, H), np.nan), "mean": np.full((T, L, H), np.nan)}
     for t in range(T):
-        for role in ("copy", "induction"):
-            for layer in range(L):
-                heads = [str(r["head"]) for r in roles if r["layer"] == layer and r["steps"][t] == role]
-                if heads:
-                    by_step.setdefault(f"L{layer} {role} heads by step", []).append(f"t{t}: {' '.join(heads)}")
-    summary = {**{k: ", ".join(v) for k, v in sorted(groups.items())},
-               **{k: "; ".join(v) for k, v in sorted(by_step.items())},
-               "max copy": float(np.nanmax(copy)), "max induction": float(np.nanmax(ind)),
-               "uniform baseline": float(np.nanmean(results["uniform"])),
-               "mean stability": float(np.mean([r["stability"] for r in roles if r["stability"] is not None]))}
-    return results, summary
+        have = [c for c in chunks if t in c["steps"]]
+        idx = [c["steps"].index(t) for c in have]
+        out["clean"].append(float(np.nanmean([c["clean"][i] for c, i in zip(have, idx)])) if have else float("nan"))
+        for m in ("zero", "mean"):
+            if have:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    out[m][t] = np.nanmean(np.stack([c[m][i] for c, i in zip(have, idx)]), 0)
+    return out
+
+
+def _head_label(r: dict) -> str:
+    """E.g. ``5 (v1) [used, drop 0.42]``."""
+    slot = "" if r["slot"] is None else f" (v{r['slot']})"
+    return f"{r['head']}{slot} [{r['verdict']}, alone {r['ablation_drop']:.2f}, group {r['group_drop'] or 0:.2f}]"
+
+
+def summarize(results: dict) -> dict:
+    """The findings in a few lines: which heads do what, and whether it matters."""
+    summary: dict[str, object] = {}
+    for role in ("lookup", "gather", "induction"):
+        for layer in range(results["layers"]):
+            heads = [r for r in results["roles"] if r["role"] == role and r["layer"] == layer]
+            if heads:
+                summary[f"L{layer} {role} heads"] = ", ".join(_head_label(r) for r in heads)
+    for m in ("operand_lookup", "gather", "induction"):
+        summary[f"max {m}"] = float(np.nanmax(np.asarray(results[m], dtype=float)))
+    path = results.get("composition")
+    if path:
+        mean = {k: float(np.nanmean(v)) for k, v in path.items() if k != "steps"}
+        summary["lookup heads ablated at operand tokens only (frontier acc)"] = round(mean["operands"], 3)
+        summary["lookup heads ablated elsewhere only (frontier acc)"] = round(mean["elsewhere"], 3)
+        summary["clean frontier acc"] = round(mean["clean"], 3)
+    return summary
 
 
 def figures(result: dict) -> list:
-    """Routing figures: copy and induction scores per layer (step x head), per slot, and frontier only."""
-    from workbench.plots.analysis import Figure, Heatmap, Lines
+    """Routing figures: the three measures per layer (step x head), gather by slot, and ablation drops."""
+    from workbench.plots.analysis import Figure, Heatmap
 
     r = result["results"]
     steps, heads = r["steps"], list(range(r["heads"]))
-    panels, slots, front = [], [], []
+    panels, causal = [], []
     for layer in range(r["layers"]):
-        for key in ("copy", "induction"):
-            panels.append(Heatmap(f"L{layer} {key}", [row[layer] for row in r[key]], heads, steps, "head", "step", 0, 1))
-            front.append(Heatmap(f"L{layer} {key} (frontier nodes)", [row[layer] for row in r["frontier"][key]],
-                                 heads, steps, "head", "step", 0, 1))
-            by_slot = np.array(r[f"{key}_by_slot"], dtype=float)[:, layer]  # [step, head, fan-in, slot]
-            for k in range(by_slot.shape[2]):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    mat = np.nanmean(by_slot[:, :, k, :k + 1], 0)  # [head, slot]
-                if np.isfinite(mat).any():
-                    slots.append(Heatmap(f"L{layer} {key}, fan-in {k + 1} nodes", mat.T.tolist(), heads,
-                                         [f"v{s}" for s in range(k + 1)], "head", "slot", 0, 1))
-        panels.append(Heatmap(f"L{layer} leaf rhs -> own constant", [row[layer] for row in r["constant"]], heads,
-                              steps, "head", "step", 0, 1))
-    roles = r["roles"]
-    stab = Lines("role stability across steps", [f"L{x['layer']}h{x['head']}" for x in roles],
-                 {"copy (mean)": [x["copy"] for x in roles], "induction (mean)": [x["induction"] for x in roles],
-                  "stability": [x["stability"] for x in roles]}, "head", "", 0, 1)
-    return [Figure("scores", "Attention from a result position: to its operand names (copy), to their values "
-                   "(induction), leaves to their constant", panels, cols=3),
-            Figure("slots", "Routing by operand slot (mean over steps), per fan-in", slots + [stab], cols=3),
-            Figure("frontier", "Routing at the frontier (nodes the step must compute)", front, cols=2)]
+        for key in ("operand_lookup", "gather", "induction"):
+            panels.append(Heatmap(f"L{layer} {key.replace('_', ' ')}", [row[layer] for row in r[key]], heads, steps,
+                                  "head", "step", 0, 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            slot = np.nanmean(np.array(r["gather_slot"], dtype=float)[:, layer], 0)  # [head, slot]
+        panels.append(Heatmap(f"L{layer} gather by operand slot", slot.T.tolist(), heads,
+                              [f"v{s}" for s in range(slot.shape[1])], "head", "slot", 0, 1))
+        for mode in ("zero", "mean"):
+            causal.append(Heatmap(f"L{layer} accuracy drop, {mode} ablation", [row[layer] for row in r["ablation"][mode]],
+                                  heads, steps, "head", "step", 0, 1))
+    return [Figure("measures", "Attention mass per step and head: operand token -> its definition (lookup), "
+                   "result -> its operand tokens (gather), result -> its parents' definitions (induction)", panels, cols=4),
+            Figure("ablation", "Causal check: frontier accuracy lost when one head is ablated at one step", causal, cols=2)]
 
 
-__all__ = ["ROLES", "routing_scores", "head_roles", "run", "figures"]
+__all__ = ["MEASURES", "ROLES", "ROLE_THRESHOLD", "USED_DROP", "Layout", "Routing", "measure_step", "filled_positions",
+           "role_of", "head_roles", "teacher_routing", "ablation_effects", "group_effects", "role_groups", "single_drops",
+           "composition",
+           "causal_verdicts",
+           "frontier_accuracy", "run", "figures"]

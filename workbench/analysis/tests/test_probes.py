@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from workbench.analysis import probes
 from workbench.analysis.activations import gather, sample_batch
 from workbench.analysis.probes import (LinearProbe, control_labels, graph_split, probe_curves, shuffled_labels,
                                        task_data, transfer_matrix)
@@ -92,3 +93,42 @@ def test_probes_read_a_value_that_is_in_the_input(gathered):
 def test_transfer_matrix_shape(gathered):
     m = transfer_matrix(gathered["teacher"], "value@rhs")
     assert m.shape == (3, 3) and np.isfinite(m).all()
+
+
+# --- causal checks: does the model use what a probe decodes? -------------------------------------------
+
+def test_probe_directions_span_what_the_probe_reads():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 8))
+    y = (X[:, 2] > 0).astype(int) + 2 * (X[:, 5] > 0)
+    basis = probes.probe_directions(probes.LinearProbe().fit(X, y))
+    assert np.allclose(basis.T @ basis, np.eye(basis.shape[1]), atol=1e-8)
+    assert np.linalg.norm(basis[[2, 5]]) > 0.9 * np.sqrt(min(2, basis.shape[1]))  # mostly the two informative axes
+
+
+def test_projecting_out_a_subspace_removes_it_only_where_asked():
+    import torch
+
+    Q = np.eye(4)[:, :1]
+    where = np.array([[True, False]])
+    tap = probes.ProjectOut("blocks.0.hook_resid_mid", Q, where)
+    x = torch.ones(1, 2, 4)
+    out = tap("blocks.0.hook_resid_mid", x)
+    assert out[0, 0].tolist() == [0, 1, 1, 1] and out[0, 1].tolist() == [1, 1, 1, 1]
+    assert torch.equal(tap("blocks.1.hook_resid_mid", x), x)
+
+
+def test_causal_checks_and_random_baseline_flags_on_the_tiny_model(model, tb):
+    from workbench.analysis.activations import gather
+
+    g = gather(model, tb, n_steps=3, mode="teacher")
+    curves = probes.probe_curves(g, ["value@rhs", "value@operand"])
+    out = probes.causal_checks(model, tb, g, curves=curves)
+    for task in ("value@rhs", "value@operand"):
+        row = out[task]
+        assert len(row["ablated"]) == len(g.points) == len(row["random"]) == len(row["matters"])
+        assert all(m is None or isinstance(m, bool) for m in row["matters"])
+        assert 0 <= row["clean"] <= 1
+    same = {"x": {"accuracy": [[0.5, 0.30]], "random_init": [[0.1, 0.31]]},
+            "y": {"accuracy": [[0.5, 0.90]], "random_init": [[0.1, 0.31]]}}
+    assert probes.baseline_flags(same) == ["x"]
