@@ -532,6 +532,110 @@ ROUTING = [
     sol = wb.solve(after, chain)
     print(f"after the fan-out phases: complete={sol.complete}, {len(sol.unsolved)} unsolved")
     """),
+    md("""
+    ## One step as a standard TransformerLens model
+
+    Everything above read the loop cache by our `loop.{t}.…` names. `hm.at_step(t)` makes step t a
+    model that TransformerLens code takes as one of its own: hook names `blocks.{l}.attn.hook_pattern`,
+    a `cfg` with TransformerLens's fields (`n_ctx`, `d_vocab`, `d_mlp`, `act_fn`, ...), weights stacked
+    as TransformerLens stacks them (`W_Q [layer, head, d_model, d_head]`), `to_str_tokens` with your
+    names, and a `run_with_cache` that returns a real `ActivationCache`. Its forward runs the loop from
+    the input and returns step t's logits. How the looped model maps onto a standard one:
+
+    - a position carries four codes; `to_tokens` packs them into one id per position (`[batch, pos]`,
+      where TransformerLens reads the positions from);
+    - `W_E`, `W_U` and the logits are those of one **factor**, the value head by default
+      (`hm.at_step(t, factor="syntax")` for another), with the LayerNorms folded into the weights
+      (`normalization_type="LNPre"`), as TransformerLens's `from_pretrained` does;
+    - what is genuinely different: the weights are the same at every step, and step t reads the state
+      the earlier steps wrote through the discrete bottleneck, so attributions and gradients stop at
+      step t's input.
+
+    We take the step that computes `total` (depth 1: step 1 on the schedule).
+    """),
+    code("""
+    view = hm.at_step(problem.depth["total"])
+    print(view)
+    print({field: getattr(view.cfg, field) for field in ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab",
+                                                         "n_ctx", "act_fn", "normalization_type")})
+    print("W_Q", tuple(view.W_Q.shape), " W_O", tuple(view.W_O.shape), " W_in", tuple(view.W_in.shape),
+          " W_U", tuple(view.W_U.shape))
+    view_tokens = view.to_tokens(problem)  # [batch, pos]: one packed id per position
+    print(view.to_string(view_tokens))
+    step_logits, step_cache = view.run_with_cache(view_tokens)
+    print(type(step_cache).__name__, "e.g.", list(step_cache.keys())[:3])
+    str_tokens = view.to_str_tokens(step_cache["hook_state"])  # the state this step reads, with your names
+    print(" ".join(str_tokens))
+    """),
+    md("""
+    ### Direct logit attribution through the value head
+
+    At `total`'s defining position, how much does each component of the residual stream push the
+    logit of the true value? `decompose_resid` and `logit_attrs` are TransformerLens's own; the
+    components add up (with `b_U`) to the logit itself, which the cell checks.
+    """),
+    code("""
+    node = problem.names.index("total")
+    pos, true_value = int(tb.rhs_pos[0, node]), int(tb.graphs.value[0, node])
+    print(f"position {pos} ({str_tokens[pos]}): step {view.step} writes {step_logits[0, pos].argmax().item()}, "
+          f"true value {true_value}")
+    resid, components = step_cache.decompose_resid(return_labels=True, pos_slice=pos)  # [component, batch, d_model]
+    attrs = step_cache.logit_attrs(resid, tokens=true_value, pos_slice=pos)[:, 0]      # [component]
+    for label, a in zip(components, attrs.tolist()):
+        print(f"{label:>11}: {a:+7.2f}")
+    print(f"sum + b_U = {attrs.sum().item() + view.b_U[true_value].item():.3f}; "
+          f"the logit = {step_logits[0, pos, true_value].item():.3f}")
+    heads, head_labels = step_cache.stack_head_results(return_labels=True, pos_slice=pos)
+    head_attrs = step_cache.logit_attrs(heads, tokens=true_value, pos_slice=pos)[:, 0]
+    top = head_attrs.argsort(descending=True)[:3].tolist()
+    print("heads writing it most directly:", ", ".join(f"{head_labels[i]} {head_attrs[i]:+.2f}" for i in top))
+    """),
+    md("""
+    ### Activation patching with `transformer_lens.patching`
+
+    A corrupted problem gives `price` 12 instead of 17, so `total` is 21 instead of 3. TransformerLens's
+    `get_act_patch_resid_pre` patches the clean residual stream into the corrupted run at every
+    (layer, position) of this step and measures the logit difference (clean value minus corrupted
+    value) at `total`. A cell that reaches the clean difference carries the whole answer there.
+    """),
+    code("""
+    import plotly.graph_objects as go
+    from transformer_lens import patching
+
+    corrupted = view.to_tokens(wb.parse_problem(text.replace("17", "12"), model.task))
+    corrupted_value = (12 + 9) % model.task.modulus
+    metric = lambda logits: logits[0, pos, true_value] - logits[0, pos, corrupted_value]
+    with torch.no_grad():
+        grid = patching.get_act_patch_resid_pre(view, corrupted, step_cache, metric)  # [layer, pos]
+        clean_diff, corrupted_diff = metric(step_logits).item(), metric(view(corrupted)).item()
+    print(f"logit difference: clean {clean_diff:.1f}, corrupted {corrupted_diff:.1f}")
+    for layer, p in (grid > 0.9 * clean_diff).nonzero().tolist():
+        print(f"  patching L{layer} resid_pre at {p}:{str_tokens[p]} gives {grid[layer, p]:.1f}")
+    ticks = [f"{i}:{label}" for i, label in enumerate(str_tokens)]
+    go.Figure(go.Heatmap(z=grid.numpy(), x=ticks, y=[f"L{l} resid_pre" for l in range(view.cfg.n_layers)],
+                         colorscale="RdBu", zmid=0),
+              layout={"title": f"Clean residual patched into the corrupted run at step {view.step}",
+                      "xaxis": {"type": "category", "tickfont": {"size": 8}}, "height": 300, "template": "plotly_white"})
+    """),
+    md("""
+    **What to look for.** The restoring cells trace the lookup: at layer 0 the value still sits at
+    `price`'s defining position; at layer 1 it has been fetched into `price`'s operand token in the
+    equation of `total`, from where the last layer reads it.
+
+    Viewers that read TransformerLens names work on the cache unchanged. CircuitsVis's attention view,
+    when installed (it loads its widget from a CDN), takes `step_cache["pattern", layer]` as it is;
+    without it, the workbench's own figure shows the same pattern of the head above.
+    """),
+    code("""
+    layer, head = divmod(top[0], view.cfg.n_heads)
+    try:
+        import circuitsvis as cv
+        display(cv.attention.attention_patterns(tokens=str_tokens, attention=step_cache["pattern", layer][0]))
+    except ImportError:
+        print("circuitsvis is not installed here (`.venv/bin/pip install circuitsvis`); the same pattern:")
+        nf.attention_figure(step_cache["pattern", layer][0, head].numpy(), str_tokens,
+                            title=f"L{layer}.H{head} at step {view.step}, from the ActivationCache").show()
+    """),
 ]
 
 
@@ -672,6 +776,70 @@ NNSIGHT = [
         right = ((values == truth) & valid).sum() / valid.sum()
         print(f"{label:>21}: {100 * right:.1f}% of variables right after {steps_many} steps")
     print("nnsight edit == TransformerLens edit:", torch.equal(runs["nnsight edit"].final, runs["TransformerLens edit"].final))
+    """),
+    md("""
+    ## Two invokes in one trace: clean versus corrupted at one step
+
+    nnsight's standard form of activation patching puts the clean and the corrupted input into one
+    trace, one `tracer.invoke` each: their rows run as one batch (right-padded, so positions counted
+    from the left keep their meaning) and each invoke sees only its own rows. A barrier hands the clean
+    activation from the first invoke to the second. The corrupted problem gives `price` 12 instead of
+    17; at the step that computes `total`, we patch the clean residual stream entering layer 0 at
+    `price`'s defining position into the corrupted run. Read the activation, then meet at the barrier,
+    before anything later in the run: a block that reads the output first would pass the module.
+    """),
+    code("""
+    corrupted = nm.hooked.to_tokens(wb.parse_problem(text.replace("17", "12"), model.task))
+    step = problem.depth["total"]
+    price, total = (int(tb.rhs_pos[0, problem.names.index(name)]) for name in ("price", "total"))
+    with model_lock(), nm.trace(n_steps=step + 1) as tracer:
+        barrier = tracer.barrier(2)
+        with tracer.invoke(tokens):
+            clean_resid = nm.loop[step].blocks[0].hook_resid_pre.output[:, price]
+            barrier()
+            clean_logits = nm.output[3].save()  # the value head's logits of the last step
+        with tracer.invoke(corrupted):
+            barrier()
+            nm.loop[step].blocks[0].hook_resid_pre.output[:, price] = clean_resid
+            patched_logits = nm.output[3].save()
+    with model_lock(), nm.trace(corrupted, n_steps=step + 1):
+        corrupted_logits = nm.output[3].save()
+    for label, lg in [("clean", clean_logits), ("corrupted", corrupted_logits), ("patched", patched_logits)]:
+        print(f"{label:>9}: step {step} writes total = {lg[0, total].argmax().item()}")
+    """),
+    md("""
+    ## nnsight's iteration API, mapped onto steps
+
+    Besides the per-step modules, `nm.blocks[l]...` (no `loop[t]`) is one module called once per
+    step: what a shared block looks like to nnsight. Inside `tracer.iter[...]` iteration i is step i,
+    as for any looped or generating model (outside an iteration it means step 0). A per-step module
+    read inside an iteration past the first raises an error that names this path.
+    """),
+    code("""
+    with model_lock(), nm.trace(tokens, n_steps=n_steps) as tracer:
+        per_iteration = nnsight.save([])
+        for _ in tracer.iter[:n_steps]:  # bounded: code after an open iter[:] would not run
+            per_iteration.append(nm.blocks[1].attn.hook_pattern.output)
+    print("tracer.iter[i] reads step i:", torch.equal(torch.stack(list(per_iteration)), patterns[:, 1]))
+    """),
+    md("""
+    ## Gradients, when asked
+
+    `nm.trace(..., grad=True)` keeps autograd, and nnsight's usual `with loss.backward():` reads
+    gradients. Below, the gradient of `total`'s true-value logit with respect to the residual stream
+    entering step 1's first layer: its norm per position says where the answer is read from. Only step
+    1's activations get a gradient: the bottleneck's argmax stands between two steps.
+    """),
+    code("""
+    true_total = int(tb.graphs.value[0, problem.names.index("total")])
+    with model_lock(), nm.trace(tokens, n_steps=step + 1, grad=True):
+        resid = nm.loop[step].blocks[0].hook_resid_pre.output
+        logits = nm.output[3]
+        with logits[0, total, true_total].backward():
+            grad = resid.grad.save()
+    norm = grad[0].norm(dim=-1)
+    top_positions = norm.argsort(descending=True)[:4].tolist()
+    print("largest gradients at", ", ".join(f"{p}:{labels[p]} ({norm[p]:.2f})" for p in top_positions))
     """),
 ]
 

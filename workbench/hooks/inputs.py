@@ -42,6 +42,16 @@ def to_token_batch(problems: Problems, task: TaskConfig, *, pad_to: int | None =
     return tokenize(graphs, vocab, pad_to=pad_to)
 
 
+def user_names(problems: Problems, task: TaskConfig, *, seed: int = 0) -> list[dict[str, int]]:
+    """Per problem, the user's names and the pool index each maps to (``problems_to_graphs``); empty unless
+    ``problems`` is text or parsed problems (graphs and token batches carry pool names only)."""
+    items = [problems] if isinstance(problems, (str, Problem)) else problems
+    if not isinstance(items, (list, tuple)) or not items or not all(isinstance(p, (str, Problem)) for p in items):
+        return []
+    parsed = [parse_problem(p, task) if isinstance(p, str) else p for p in items]
+    return problems_to_graphs(parsed, task, seed=seed)[1]
+
+
 def pad_token_batch(tb: TokenBatch, length: int) -> TokenBatch:
     """``tb`` right-padded (with PAD tokens) to ``length`` positions; unchanged if already that long."""
     extra = length - tb.max_len
@@ -71,4 +81,4 @@ def as_tensor_input(x, task: TaskConfig, lengths: Tensor | None = None) -> tuple
     return torch.from_numpy(tb.tokens).long(), torch.from_numpy(tb.length).long()
 
 
-__all__ = ["Problems", "to_token_batch", "pad_token_batch", "as_tensor_input"]
+__all__ = ["Problems", "to_token_batch", "user_names", "pad_token_batch", "as_tensor_input"]

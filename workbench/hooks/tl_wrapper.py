@@ -10,6 +10,11 @@ plain model costs.
 Unlike ``LoopedModel.run`` (which drops finished graphs from the batch), the wrapper runs every
 graph for the same steps, so each cached activation has the full batch axis: until no graph changes
 any more (a graph at its fixed point stays there), or exactly ``n_steps``.
+
+The wrapper's train/eval mode is the wrapped model's (``hm.training`` reads it, ``hm.eval()`` sets
+it); its hook containers compute nothing and stay in eval mode, so TransformerLens's tools that
+refuse a model in training mode see exactly the model's own mode. ``hm.at_step(t)`` is one step as a
+``HookedTransformer``-style model (``workbench.hooks.step_view``).
 """
 
 from __future__ import annotations
@@ -26,82 +31,20 @@ from transformer_lens.hook_points import HookPoint
 
 from workbench.errors import WorkbenchError
 from workbench.hooks.cache import LoopCache
+from workbench.hooks.caching import cache_run
 from workbench.hooks.guard import MODEL_LOCK
-from workbench.hooks.inputs import Problems, as_tensor_input, to_token_batch
+from workbench.hooks.inputs import Problems, as_tensor_input, to_token_batch, user_names
 from workbench.hooks.names import parse_hook_name, step_of
-from workbench.model.layers import Tap
+from workbench.hooks.packed import NameMemo
+from workbench.hooks.points import StepHooks, StepTap, listened
 from workbench.model.looped import LoopedModel
 from workbench.task.tokens import TokenBatch
 from workbench.task.vocab import EQUALS, F_SYNTAX
 
 RETURN_TYPES = ("logits", "state", "output")
-
-
-class AttnHooks(nn.Module):
-    """Hook points of one attention layer at one step."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        for site in ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern", "hook_z", "hook_result"):
-            setattr(self, site, HookPoint())
-
-
-class MLPHooks(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.hook_pre, self.hook_post = HookPoint(), HookPoint()
-
-
-class BlockHooks(nn.Module):
-    """Hook points of one block at one step (registered in forward order)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hook_resid_pre = HookPoint()
-        self.attn = AttnHooks()
-        self.hook_attn_out = HookPoint()
-        self.hook_resid_mid = HookPoint()
-        self.mlp = MLPHooks()
-        self.hook_mlp_out = HookPoint()
-        self.hook_resid_post = HookPoint()
-
-
-class StepHooks(nn.Module):
-    """Every hook point of one loop step; holds no parameters."""
-
-    def __init__(self, n_layers: int, n_factors: int) -> None:
-        super().__init__()
-        self.hook_state = HookPoint()
-        self.hook_embed = HookPoint()
-        self.blocks = nn.ModuleList(BlockHooks() for _ in range(n_layers))
-        self.hook_final = HookPoint()
-        self.hook_logits = nn.ModuleList(HookPoint() for _ in range(n_factors))
-        self.hook_bottleneck = HookPoint()
-
-
-def _listened(hp: nn.Module) -> bool:
-    return bool(hp._forward_hooks or hp._backward_hooks)
-
-
-class StepTap(Tap):
-    """The model's tap for one step: routes ``tap(name, x)`` to that step's HookPoint.
-
-    ``always`` calls every HookPoint and reports every site active (nnsight intercepts module calls,
-    so it must see all of them); otherwise only hooked sites are called and active.
-    """
-
-    def __init__(self, points: dict[str, nn.Module], always: bool = False) -> None:
-        self.points, self.always = points, always
-
-    def __call__(self, name: str, x: Tensor) -> Tensor:
-        hp = self.points.get(name)
-        if hp is None or not (self.always or _listened(hp)):
-            return x
-        return hp(x)
-
-    def active(self, name: str) -> bool:
-        hp = self.points.get(name)
-        return hp is not None and (self.always or _listened(hp))
+#: HookedTransformer's weight attributes, stacked [layer, head, ...] as TransformerLens stacks them (``StepView``)
+SHARED_WEIGHTS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "W_in", "b_in", "W_out", "b_out",
+                  "W_E", "W_U", "b_U", "QK", "OV")
 
 
 @dataclass
@@ -151,7 +94,25 @@ class HookedLooped(HookedRootModule):
         self.n_factors = len(model.vocab.sizes)
         self.loop = nn.ModuleList()
         self._points: list[tuple[dict[str, nn.Module], dict[str, nn.Module]]] = []  # (all, all but hook_state)
+        self._views: dict[tuple[int, int | str, bool], Any] = {}
+        self.names = NameMemo()  # user names of the rows to_tokens made, for to_str_tokens
         self.ensure_steps(n_steps)
+
+    # ------------------------------------------------------------------- mode
+    @property
+    def training(self) -> bool:
+        """The wrapped model's mode: the wrapper has none of its own."""
+        inner = self.__dict__.get("_modules", {}).get("model")
+        return inner.training if inner is not None else self.__dict__.get("_own_training", True)
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        self.__dict__["_own_training"] = mode
+
+    def train(self, mode: bool = True) -> "HookedLooped":
+        """Set the wrapped model's mode (the hook containers hold no weights and stay in eval mode)."""
+        self.model.train(mode)
+        return self
 
     # ----------------------------------------------------------------- hook points
     @property
@@ -164,15 +125,16 @@ class HookedLooped(HookedRootModule):
         if n_steps <= len(self.loop):
             return
         while len(self.loop) < n_steps:
-            container = StepHooks(self.cfg.n_layers, self.n_factors)
+            container = StepHooks(self.cfg.n_layers, self.n_factors).eval()
             self.loop.append(container)
             points = {name: m for name, m in container.named_modules() if isinstance(m, HookPoint)}
             self._points.append((points, {k: v for k, v in points.items() if k != "hook_state"}))
+        self.loop.eval()
         self.setup()
 
     def has_hooks(self) -> bool:
         """Whether any hook point has a hook now."""
-        return any(_listened(hp) for hp in self.hook_dict.values())
+        return any(listened(hp) for hp in self.hook_dict.values())
 
     # ------------------------------------------------------------------ weights
     def state_dict(self, *args, **kwargs):
@@ -192,8 +154,21 @@ class HookedLooped(HookedRootModule):
         return to_token_batch(problems, self.task, pad_to=pad_to, seed=seed)
 
     def to_tokens(self, problems: Problems, *, pad_to: int | None = None, seed: int = 0) -> Tensor:
-        """Input tokens [batch, pos, factor] of one problem (text or parsed) or a list of them, padded."""
-        return torch.from_numpy(self.to_token_batch(problems, pad_to=pad_to, seed=seed).tokens).long().to(self.device)
+        """Input tokens [batch, pos, factor] of one problem (text or parsed) or a list of them, padded.
+
+        The user's variable names of each row are remembered, so ``to_str_tokens`` can show them.
+        """
+        tokens = torch.from_numpy(self.to_token_batch(problems, pad_to=pad_to, seed=seed).tokens).long()
+        self.names.remember(tokens, user_names(problems, self.task, seed=seed), self.model.vocab.sizes)
+        return tokens.to(self.device)
+
+    def to_str_tokens(self, tokens) -> list[str] | list[list[str]]:
+        """A label per position (``a=?``, ``+``, ``=``, ``SEP``) of text or tokens, with the user's names where known."""
+        return self.at_step(0).to_str_tokens(tokens)
+
+    def to_string(self, tokens) -> str | list[str]:
+        """The problem text of tokens [batch, pos, factor] (one ``name = expression`` line per equation)."""
+        return self.at_step(0).to_string(tokens)
 
     def step_range(self, tokens: Tensor, n_steps: int | None = None, max_steps: int | None = None,
                    min_steps: int = 0) -> tuple[int, int]:
@@ -226,7 +201,10 @@ class HookedLooped(HookedRootModule):
         with MODEL_LOCK, torch.set_grad_enabled(grad):  # hooks are global state: never run beside another call
             return self._run(tokens, lengths, n_steps, max_steps, min_steps, return_type, always=False)
 
-    def _run(self, tokens, lengths, n_steps, max_steps, min_steps, return_type, always: bool):
+    def _run(self, tokens, lengths, n_steps, max_steps, min_steps, return_type, always: bool,
+             override: dict[int, tuple[dict, dict]] | None = None, shared: tuple[dict, dict] | None = None):
+        """The loop; ``override`` routes chosen steps to other hook points (a ``StepView``'s), ``shared``
+        adds hook points called at every step after the step's own (nnsight's iteration API)."""
         if return_type not in RETURN_TYPES:
             raise WorkbenchError(f"return_type must be one of {list(RETURN_TYPES)}, got {return_type!r}")
         tokens, lengths = as_tensor_input(tokens, self.task, lengths)
@@ -248,10 +226,12 @@ class HookedLooped(HookedRootModule):
         same = torch.zeros(B, dtype=torch.bool, device=self.device)
         frozen = torch.zeros(B, dtype=torch.bool, device=self.device)
         for t in range(most):
-            points, inner_points = self._points[t]
-            outer = StepTap(points, always)
+            points, inner_points = override[t] if override and t in override else self._points[t]
+            outer = StepTap(points, always, None if shared is None else shared[0])
+            if outer.active("hook_state"):  # an in-place edit must not reach the caller's tokens or a cached state
+                state = state.clone()
             state = outer("hook_state", state)  # here, not in model.step, so the run sees an edited state
-            inner = StepTap(inner_points, always)
+            inner = StepTap(inner_points, always, None if shared is None else shared[1])
             logits, h = self.model.step(state, inner, hidden)
             new = torch.where(is_pad, pad, self.model.decode(logits))  # [batch, pos, factor]
             new = outer("hook_bottleneck", new)
@@ -279,8 +259,16 @@ class HookedLooped(HookedRootModule):
     # ------------------------------------------------- hooks: sized, guarded, per step
     def _size_for(self, args: Sequence[Any], kwargs: dict, names: Sequence[Any]) -> dict:
         """Give every step the run may take hook points; returns kwargs with ``min_steps`` raised so that
-        the run reaches the latest step a hook names."""
-        latest = max((step_of(n) for n in names if isinstance(n, str)), default=-1)
+        the run reaches the latest step a hook names. A name past a fixed run's last step is an error:
+        its hook would never be called."""
+        named = [n for n in names if isinstance(n, str)]
+        latest = max((step_of(n) for n in named), default=-1)
+        last = kwargs.get("n_steps") if self.cfg.looped else 1
+        if latest >= 0 and last is not None and latest >= last:
+            name = max(named, key=step_of)
+            raise WorkbenchError(f"'{name}' is never reached: this run takes steps 0..{last - 1} "
+                                 + ("(a feedforward model runs one step)" if not self.cfg.looped
+                                    else f"(n_steps={last}); raise n_steps or name an earlier step"))
         if latest >= 0 and kwargs.get("n_steps") is None and self.cfg.looped:
             kwargs = {**kwargs, "min_steps": max(kwargs.get("min_steps", 0), latest + 1)}
         if args:
@@ -337,11 +325,13 @@ class HookedLooped(HookedRootModule):
 
     def run_with_cache(self, *model_args: Any, names_filter=None, device=None, remove_batch_dim: bool = False,
                        incl_bwd: bool = False, reset_hooks_end: bool = True, clear_contexts: bool = False,
-                       pos_slice=None, fwd_hooks=(), **model_kwargs: Any) -> tuple[Any, LoopCache]:
+                       pos_slice=None, fwd_hooks=(), metric=None, **model_kwargs: Any) -> tuple[Any, LoopCache]:
         """Run and cache the activations of every step: ``(output, LoopCache)``.
 
         ``names_filter`` as in TransformerLens (a name, a list, or a function of the full name);
-        ``fwd_hooks`` run before the caching hooks, so the cache shows their edits.
+        ``fwd_hooks`` run before the caching hooks, so the cache shows their edits. ``incl_bwd=True``
+        backpropagates ``metric(output)`` (a scalar) and caches ``<name>_grad``: gradients reach the
+        last step only, the discrete bottleneck stands between steps.
         """
         with MODEL_LOCK:
             names = [n for n, _ in fwd_hooks]
@@ -350,14 +340,41 @@ class HookedLooped(HookedRootModule):
             elif isinstance(names_filter, (list, tuple, set)):
                 names += list(names_filter)
             model_kwargs = self._size_for(model_args, model_kwargs, names)
+            if incl_bwd:
+                model_kwargs["grad"] = True
             keep = self._within(names_filter, len(self.loop))
-            with self.hooks(fwd_hooks=[(n if isinstance(n, str) else self._within(n, len(self.loop)), fn)
-                                       for n, fn in fwd_hooks]):
-                out, cache = super().run_with_cache(*model_args, names_filter=keep, device=device,
-                                                    remove_batch_dim=remove_batch_dim, incl_bwd=incl_bwd,
-                                                    reset_hooks_end=reset_hooks_end, clear_contexts=clear_contexts,
-                                                    pos_slice=pos_slice, **model_kwargs)
-            return out, LoopCache(cache, n_layers=self.cfg.n_layers)
+            hooks = [(n if isinstance(n, str) else self._within(n, len(self.loop)), fn) for n, fn in fwd_hooks]
+            out, cache = cache_run(self, model_args, model_kwargs, names_filter=keep, device=device,
+                                   remove_batch_dim=remove_batch_dim, incl_bwd=incl_bwd, metric=metric,
+                                   pos_slice=pos_slice, reset_hooks_end=reset_hooks_end,
+                                   clear_contexts=clear_contexts, fwd_hooks=hooks)
+            return out, LoopCache(cache, n_layers=self.cfg.n_layers, model=self, has_batch_dim=not remove_batch_dim)
+
+    def at_step(self, step: int, factor: int | str = "value", *, fold_ln: bool = True):
+        """Loop step ``step`` as a TransformerLens ``HookedTransformer``-style model (a ``StepView``).
+
+        ``factor`` picks the unembedding head behind ``W_U``/``b_U`` and the logits (``"value"`` by
+        default); ``fold_ln`` folds the LayerNorms into the weights, as TransformerLens's
+        ``from_pretrained`` does. Views are kept, one per (step, factor, fold_ln). The weights are the
+        same at every step, so ``hm.W_Q`` (and the other ``HookedTransformer`` weight names) are there too.
+
+        >>> from workbench.model.config import ModelConfig
+        >>> from workbench.task.config import TaskConfig
+        >>> hm = HookedLooped(LoopedModel(ModelConfig(n_layers=1, n_heads=2, d_model=16), TaskConfig(n_names=8)))
+        >>> hm.at_step(3).cfg.n_layers, hm.at_step(3) is hm.at_step(3), torch.equal(hm.W_Q, hm.at_step(3).W_Q)
+        (1, True, True)
+        """
+        from workbench.hooks.step_view import StepView, factor_index
+
+        key = (step, factor_index(factor), fold_ln)
+        if key not in self._views:
+            self._views[key] = StepView(self, step, factor, fold_ln)
+        return self._views[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in SHARED_WEIGHTS:  # one block stack serves every step: any step's view has the same weights
+            return getattr(self.at_step(0), name)
+        return super().__getattr__(name)
 
     def __repr__(self) -> str:
         return f"HookedLooped({self.cfg.n_layers} layers, hook points for {len(self.loop)} steps)"

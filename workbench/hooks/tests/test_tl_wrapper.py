@@ -168,3 +168,60 @@ def test_other_mechanisms_run_as_the_plain_model(mechanism, problems):
     assert torch.equal(out.iterations.cpu(), ref.iterations) and torch.equal(out.converged.cpu(), ref.converged)
     _, cache = hm.run_with_cache(tokens)
     assert cache.n_steps == out.n_steps
+
+
+def test_run_with_cache_incl_bwd_caches_the_gradients_of_a_metric(hm, problems):
+    tokens = hm.to_tokens(problems)
+    value = lambda logits: logits[3][1, 4, 7]  # noqa: E731  (one value logit of the last step)
+    before = [p.grad for p in hm.model.parameters()]
+    _, cache = hm.run_with_cache(tokens, n_steps=3, incl_bwd=True, metric=value)
+    grad = cache[hook_name(2, "hook_final") + "_grad"]  # d logit / d final residual: the head's row, at one position
+    by_hand = torch.zeros_like(grad)
+    by_hand[1, 4] = hm.model.unembed.W_U[3].weight[7]
+    torch.testing.assert_close(grad, by_hand)
+    assert cache.stack("hook_resid_post", 1, grad=True).shape[0] == 1  # the bottleneck stops gradients: last step only
+    assert not any(name.endswith("_grad") for name in cache if name.startswith(("loop.0.", "loop.1.")))
+    assert cache.n_steps == 3 and all(p.grad is g for p, g in zip(hm.model.parameters(), before))
+    with pytest.raises(WorkbenchError, match="pass metric="):
+        hm.run_with_cache(tokens, n_steps=3, incl_bwd=True)
+
+
+def test_a_hook_past_an_explicit_n_steps_raises_instead_of_never_firing(hm, problems):
+    tokens = hm.to_tokens(problems)
+    with pytest.raises(WorkbenchError, match="'loop.4.hook_state' is never reached.*n_steps=2"):
+        hm.run_with_hooks(tokens, n_steps=2, fwd_hooks=[("loop.4.hook_state", lambda x, hook: None)])
+    with pytest.raises(WorkbenchError, match="never reached"):
+        hm.run_with_cache(tokens, n_steps=2, names_filter=[hook_name(3, "attn.hook_pattern", 0)])
+
+
+def test_an_in_place_edit_of_the_first_state_leaves_the_callers_tokens_alone(hm, problems):
+    tokens = hm.to_tokens(problems)
+    before = tokens.clone()
+    clean = hm(tokens, n_steps=2, return_type="output")
+
+    def erase_in_place(state, hook):
+        state[:, 2, F_VALUE] = 0
+
+    edited = hm.run_with_hooks(tokens, n_steps=2, return_type="output", fwd_hooks=[("loop.0.hook_state", erase_in_place)])
+    assert torch.equal(tokens, before)
+    assert edited.states[0, :, 2, F_VALUE].eq(0).all() and torch.equal(hm(tokens, n_steps=2, return_type="output").states, clean.states)
+    _, cache = hm.run_with_cache(tokens, n_steps=2, fwd_hooks=[("loop.1.hook_state", erase_in_place)])
+    assert not cache[hook_name(0, "hook_bottleneck")][:, 2, F_VALUE].eq(0).all()  # the state step 0 wrote, as written
+
+
+def test_the_wrapper_has_the_inner_models_train_eval_mode(model, problems):
+    from transformer_lens.tools.analysis._model_state import require_eval_mode
+
+    hm = hooked(model, n_steps=2)
+    assert not model.training and not hm.training
+    require_eval_mode(hm, operation="patching")  # TransformerLens's own check passes
+    hm.train()
+    try:
+        assert model.training and hm.training
+        with pytest.raises(ValueError, match="evaluation mode"):
+            require_eval_mode(hm, operation="patching")
+    finally:
+        hm.eval()
+    assert not model.training
+    hm.ensure_steps(6)  # hook containers added later follow
+    require_eval_mode(hm, operation="patching")
