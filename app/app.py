@@ -95,15 +95,21 @@ def _marks(n_steps: int) -> dict:
 def on_run(data):
     """A new problem: size the slider to its states and show the final one."""
     from workbench.app_state import RunKey, get_run
+    from workbench.run_view import STEPS_SENTENCE
 
     run = get_run(RunKey.from_json(data))
+    return run.n_steps, _marks(run.n_steps), run.n_steps, run_info(run, STEPS_SENTENCE)
+
+
+def run_info(run, sentence: str) -> list:
+    """The step bar's summary of the run on screen, with the one definition of a step (hover for all of it)."""
     end = "reached a fixed point" if run.converged else "hit the step cap without a fixed point"
     if run.unsolved:
         end = f"stopped with {run.unsolved} variables unsolved ({end})"
     solved = "solved" if run.solved else f"{int((run.values[-1] == run.truth).sum())}/{run.n_nodes} nodes right"
-    info = [html.B(run.model), f" · {run.n_nodes} nodes, depth {int(run.depth.max())} · {run.n_steps} steps, {end} · {solved}",
-            html.Span(" · state 0 is the input; step t reads state t and writes state t + 1", className="hint")]
-    return run.n_steps, _marks(run.n_steps), run.n_steps, info
+    return [html.B(run.model), f" ({run.arithmetic})",
+            f" · {run.n_nodes} nodes, depth {int(run.depth.max())} · {run.n_steps} steps, {end} · {solved}",
+            html.Span(f" · {sentence}", className="hint steps-definition")]
 
 
 @callback(Output(ids.STEP, "value", allow_duplicate=True), Output(ids.TICK, "disabled", allow_duplicate=True),

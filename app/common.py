@@ -54,6 +54,13 @@ def error_box(message: str) -> html.Div:
     return html.Div(message, className="message error", role="alert")
 
 
+def blank(message: str = "not drawn: see the message above", height: int = 240):
+    """What an error leaves in a figure's place: a figure saying why, never the previous problem's numbers."""
+    from workbench.plots.common import empty_figure
+
+    return empty_figure(message, height=height)
+
+
 def note(message: str) -> html.Div:
     return html.Div(message, className="message note")
 

@@ -275,41 +275,59 @@ ROUTING_INTRO = """
     bottleneck feeds every step an in-distribution state, so the same circuit can run at every step.
     A looped model adds a question the paper's single-step analysis leaves open: **do the heads keep
     their roles across steps?** Our heads are not the authors' (head indices differ from model to
-    model), so we discover them: for every step, layer and head we measure the attention mass from
-    each result position
-    - onto its **own operand tokens** ("copy" score), and
-    - onto its **operands' defining positions** ("induction" score),
+    model), and our models need not run the authors' circuit, so we measure what is there: for every
+    step, layer and head, the attention mass
+    - from each **operand token** onto its variable's **defining position** ("lookup"),
+    - from each **result position** onto its **own operand tokens** ("gather", by slot), and
+    - from each result position onto its **operands' defining positions** ("induction"),
 
-    averaged over the equations that have operands. Under uniform causal attention both would be
-    small (a result position sees every earlier token), so a score near 1 is a head that does one of
-    these jobs.
+    each averaged over the queries whose source is already written in the step's input. Under uniform
+    causal attention all three are small (a query sees every earlier token), so a score near 1 is a
+    head that does one of these jobs.
 """
 
 ROUTING_MASKS = '''\
-def routing_masks(tb):
-    """Per (graph, node) with operands: its result position, and masks [pos] of its own operand
-    tokens and of its operands' defining positions."""
-    g = tb.graphs
-    b, n = np.nonzero(g.valid & (g.fan_in > 0))
+from workbench.analysis import routing  # the one definition of the routing measures, roles and thresholds
+
+MEASURE_LABELS = {"operand_lookup": "operand token -> its definition (lookup)",
+                  "gather": "result -> own operand tokens (gather)",
+                  "induction": "result -> parents' definitions (induction)"}
+
+
+def routing_scores(patterns, states, tb):
+    """The library's measures per step, layer and head, and what uniform causal attention would score.
+
+    patterns [step, layer, batch, head, query, key]; states [step, batch, pos, factor], the state each
+    step read (a measure counts only queries whose source is already written there).
+    """
+    layout = routing.Layout.of(tb)
+    sums = [routing.measure_step(list(patterns[t]), layout, routing.filled_positions(states[t].numpy(), tb.vocab))
+            for t in range(len(patterns))]
+    measures = routing.Routing.from_sums(sums).measures
     P = tb.max_len
-    own = np.zeros((len(b), P), dtype=np.float32)
-    defining = np.zeros((len(b), P), dtype=np.float32)
-    for slot in range(3):
-        has = g.parents[b, n, slot] >= 0
-        rows = np.flatnonzero(has)
-        own[rows, tb.operand_pos[b[rows], n[rows], slot]] = 1
-        defining[rows, tb.rhs_pos[b[rows], g.parents[b[rows], n[rows], slot]]] = 1
-    return b, tb.rhs_pos[b, n], torch.from_numpy(own), torch.from_numpy(defining)
+    uniform = torch.ones(P, P).tril()
+    uniform = (uniform / uniform.sum(-1, keepdim=True)).expand(tb.batch, 1, P, P)
+    flat = [routing.measure_step([uniform], layout, routing.filled_positions(states[t].numpy(), tb.vocab))
+            for t in range(len(patterns))]
+    baseline = {m: np.array([f[m][0][0, 0] / max(int(f[m][1]), 1) for f in flat]) for m in MEASURE_LABELS}
+    return {m: measures[m] for m in MEASURE_LABELS}, baseline
 
 
-def routing_scores(patterns, tb):
-    """Mean attention mass from result positions onto own operand tokens and onto the operands'
-    defining positions: patterns [step, layer, batch, head, query, key] -> two [step, layer, head]."""
-    b, query, own, defining = routing_masks(tb)
-    rows = patterns[:, :, b, :, query, :]  # advanced indices go first: [result, step, layer, head, key]
-    mass = lambda mask: (rows * mask[:, None, None, None, :]).sum(-1).mean(0)  # [step, layer, head]
-    uniform = lambda mask: (mask.sum(-1) / torch.from_numpy(query + 1)).mean().item()  # causal, flat
-    return mass(own), mass(defining), uniform(own), uniform(defining)
+def routing_cells(tb, row=0):
+    """The (query, key) cells each measure looks at in graph ``row``, for outlining a pattern."""
+    lo = routing.Layout.of(tb)
+    op, nd = lo.op_b == row, lo.nd_b == row
+    pairs = lambda q, keys: [(int(a), int(k)) for a, ks in zip(q, keys) for k in np.atleast_1d(ks) if k >= 0]
+    return {MEASURE_LABELS["operand_lookup"]: pairs(lo.op_q[op], lo.op_def[op]),
+            MEASURE_LABELS["gather"]: pairs(lo.nd_q[nd], lo.nd_ops[nd]),
+            MEASURE_LABELS["induction"]: pairs(lo.nd_q[nd], lo.nd_defs[nd])}
+
+
+def top_heads(score, k=3):
+    """The k heads with the largest mean score over steps: [(layer, head, score)]."""
+    mean = np.nanmean(score, 0)  # [layer, head]
+    order = np.argsort(-np.nan_to_num(mean, nan=-1).ravel())[:k]
+    return [(int(i) // mean.shape[1], int(i) % mean.shape[1], float(mean.ravel()[i])) for i in order]
 '''
 
 ROUTING = [
@@ -343,10 +361,11 @@ ROUTING = [
     tb = hm.to_token_batch(problem)  # the tokens, plus where every variable and operand stands
     tokens = hm.to_tokens(problem)   # [batch, pos, factor]
     n_steps = max(problem.depth.values()) + 2
-    logits, cache = hm.run_with_cache(tokens, names_filter=lambda name: name.endswith("attn.hook_pattern"),
+    logits, cache = hm.run_with_cache(tokens, names_filter=lambda name: name.endswith(("attn.hook_pattern", "hook_state")),
                                       n_steps=n_steps)
     print(cache, "e.g.", list(cache)[:2])
     patterns = cache.stack_layers("attn.hook_pattern")  # [step, layer, batch, head, query, key]
+    states = cache.states()  # [step, batch, pos, factor]: the state each step read
     print("patterns:", tuple(patterns.shape), "= [step, layer, batch, head, query, key]")
     """),
     md("""
@@ -373,57 +392,53 @@ ROUTING = [
     print(" ".join(f"{i}:{label}" for i, label in enumerate(labels)))
     """),
     md("""
-    ## Copy and induction scores, per head and step
+    ## Lookup, gather and induction scores, per head and step
 
-    The two functions below are all the analysis there is: index the stacked patterns at the result
-    positions and sum the attention on each set of keys.
+    `workbench.analysis.routing` holds the one definition of these measures (the app and the probe
+    scripts use the same): from each **operand token** onto its variable's defining position
+    (lookup), and from each **result position** onto its own operand tokens (gather) and onto its
+    parents' defining positions (induction), counting only queries whose source the step's input
+    already holds. The helpers below only index the cache and call it.
     """),
     code(ROUTING_MASKS, """
 
-    copy, induction, uniform_copy, uniform_induction = routing_scores(patterns, tb)
-    print(f"under uniform causal attention: copy {uniform_copy:.2f}, induction {uniform_induction:.2f}")
-    nf.routing_figure({"own operand tokens (copy)": copy.numpy(), "operands' defining positions (induction)": induction.numpy()},
-                      baseline={"own operand tokens (copy)": np.full(n_steps, uniform_copy),
-                                "operands' defining positions (induction)": np.full(n_steps, uniform_induction)},
-                      title="Attention from result positions, the budget problem")
+    scores, uniform = routing_scores(patterns, states, tb)
+    print("under uniform causal attention:", {m: round(float(np.nanmean(v)), 2) for m, v in uniform.items()})
+    nf.routing_figure({MEASURE_LABELS[m]: v for m, v in scores.items()},
+                      baseline={MEASURE_LABELS[m]: v for m, v in uniform.items()},
+                      title="Attention routing, the budget problem")
     """),
     md("""
-    **What to look for.** In a model that implements the paper's circuit, a few layer-0 heads (`L0.*`)
-    have high copy scores and a few layer-1 heads (`L1.*`) high induction scores, and a row stays the
-    same colour across the steps: the same head does the same job at every step, whatever the values
-    it fetches (empty `?` before the operand is written, a number after). A head whose score changes
-    with the step would be a step-specific role, something the shared weights must then derive from
-    the state itself. The heads that score highest on this problem, averaged over the steps:
+    **What to look for.** The paper's circuit shows as layer-0 gather heads (the result position reads
+    its operand names by slot) and layer-1 induction heads. The shipped `default` was trained with an
+    auxiliary loss that asks every operand token to hold its value after block 0, and it runs another
+    circuit: layer-0 heads **look each value up at the operand token**, and layer-1 heads **gather**
+    the looked-up values into the result position by slot; induction stays near its uniform level. A
+    row that keeps its colour across steps is a head doing the same job at every step. The heads that
+    score highest on this problem, averaged over the steps:
     """),
     code("""
-    def top_heads(score, k=3):
-        mean = score.mean(0)  # over steps: [layer, head]
-        order = mean.flatten().argsort(descending=True)[:k].tolist()
-        return [(i // mean.shape[1], i % mean.shape[1], mean.flatten()[i].item()) for i in order]
-
-    for label, score in [("copy", copy), ("induction", induction)]:
-        print(f"{label:>9}:", ", ".join(f"L{l}.H{h} {s:.2f}" for l, h, s in top_heads(score)))
+    for m, score in scores.items():
+        print(f"{m:>15}:", ", ".join(f"L{l}.H{h} {s:.2f}" for l, h, s in top_heads(score)))
     """),
     md("""
     ## One head at one step
 
-    The full pattern of the strongest induction head at the last cached step, with the true cells
-    outlined: squares at (result, own operand token), circles at (result, operand's defining
-    position). The induction head's mass should sit on the circles. Hover for the exact weights.
+    The full pattern of the strongest lookup head at the last cached step, with the cells each measure
+    reads outlined. The lookup head's mass should sit on the (operand token, definition) cells. Hover
+    for the exact weights.
     """),
     code("""
-    b, query, own, defining = routing_masks(tb)
-    cells = lambda mask: [(int(q), int(k)) for q, row in zip(query, mask) for k in torch.nonzero(row).flatten()]
-    highlight = {"own operand tokens": cells(own), "operands' defining positions": cells(defining)}
-    l, h, _ = top_heads(induction, 1)[0]
+    highlight = routing_cells(tb)
+    l, h, _ = top_heads(scores["operand_lookup"], 1)[0]
     t = n_steps - 1
     nf.attention_figure(patterns[t, l, 0, h].numpy(), labels, highlight=highlight,
-                        title=f"L{l}.H{h} at step {t} (top induction head)")
+                        title=f"L{l}.H{h} at step {t} (top lookup head)")
     """),
     code("""
-    l, h, _ = top_heads(copy, 1)[0]
+    l, h, _ = top_heads(scores["gather"], 1)[0]
     nf.attention_figure(patterns[t, l, 0, h].numpy(), labels, highlight=highlight,
-                        title=f"L{l}.H{h} at step {t} (top copy head)")
+                        title=f"L{l}.H{h} at step {t} (top gather head)")
     """),
     md("""
     ## The same over many graphs
@@ -437,30 +452,33 @@ ROUTING = [
     tb_many = hm.to_token_batch(graphs)
     steps_many = int(graphs.max_depth.max()) + 2
     _, cache_many = hm.run_with_cache(torch.from_numpy(tb_many.tokens).long(), lengths=torch.from_numpy(tb_many.length),
-                                      names_filter=lambda name: name.endswith("attn.hook_pattern"), n_steps=steps_many)
-    copy_m, induction_m, uc, ui = routing_scores(cache_many.stack_layers("attn.hook_pattern"), tb_many)
-    nf.routing_figure({"own operand tokens (copy)": copy_m.numpy(), "operands' defining positions (induction)": induction_m.numpy()},
-                      baseline={"own operand tokens (copy)": np.full(steps_many, uc),
-                                "operands' defining positions (induction)": np.full(steps_many, ui)},
-                      title="Attention from result positions, 32 random graphs of 16 nodes")
+                                      names_filter=lambda name: name.endswith(("attn.hook_pattern", "hook_state")),
+                                      n_steps=steps_many)
+    scores_m, uniform_m = routing_scores(cache_many.stack_layers("attn.hook_pattern"), cache_many.states(), tb_many)
+    nf.routing_figure({MEASURE_LABELS[m]: v for m, v in scores_m.items()},
+                      baseline={MEASURE_LABELS[m]: v for m, v in uniform_m.items()},
+                      title="Attention routing, 32 random graphs of 16 nodes")
     """),
     md("""
     Do the roles hold across steps? For each head, the spread (max - min over steps) of its score,
     and the head that tops each step:
     """),
     code("""
-    for label, score in [("copy", copy_m), ("induction", induction_m)]:
-        best = [f"L{i // score.shape[2]}.H{i % score.shape[2]}" for i in score.flatten(1).argmax(1).tolist()]
-        spread = (score.amax(0) - score.amin(0)).flatten()
-        print(f"{label:>9}: top head per step {best}; largest spread of a head across steps {spread.max():.2f}")
+    for m, score in scores_m.items():
+        flat = np.nan_to_num(score.reshape(len(score), -1), nan=-1)
+        best = [f"L{i // score.shape[2]}.H{i % score.shape[2]}" for i in flat.argmax(1)]
+        spread = np.nanmax(np.nanmax(score, 0) - np.nanmin(score, 0))
+        print(f"{m:>15}: top head per step {best}; largest spread of a head across steps {spread:.2f}")
     """),
     md("""
-    ## Head groups by operand slot, from the library
+    ## Head roles, by slot, with their causal check
 
-    The paper's heads split by **operand slot** (some copy the first operand, others the second or
-    third). `workbench.analysis.routing` computes the same two scores per slot, and at the frontier
-    (the variables the step must compute), and turns them into head roles with a stability across
-    steps: the discovered head groups. Its figures, on 32 random graphs:
+    `routing.run` turns the measures into head roles (`lookup`, `gather` with the operand slot it
+    serves, `induction`, `other`; one threshold, `routing.ROLE_THRESHOLD`), and checks every role
+    causally: each head ablated alone at each step, each role's heads ablated together, and the
+    lookup heads ablated only at the operand tokens (if the next layer reads what they write there,
+    that alone breaks the step). A role whose ablation costs nothing is reported "attends, not used".
+    Its figures, on 32 random graphs:
     """),
     code("""
     from workbench.analysis import routing
@@ -468,7 +486,7 @@ ROUTING = [
 
     routing_results, routing_summary = routing.run(model, n_nodes=16, count=32, seed=0)
     for key, value in routing_summary.items():
-        print(f"{key:>18}: {value:.2f}" if isinstance(value, float) else f"{key:>18}: {value}")
+        print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
     for fig in routing.figures({"results": routing_results}):
         to_plotly(fig).show()
     """),
@@ -477,15 +495,15 @@ ROUTING = [
 
     High attention says where a head reads, not that the model needs what it reads. `ablate_heads`
     replaces the chosen heads' outputs (here with their mean, at every step) and reruns the loop. If
-    the top induction heads carry the values, ablating them should cost far more accuracy than
+    the top lookup heads carry the values, ablating them should cost far more accuracy than
     ablating as many heads at random.
     """),
     code("""
-    top = [(l, h) for l, h, _ in top_heads(induction_m, 2)]
+    top = [(l, h) for l, h, _ in top_heads(scores_m["operand_lookup"], 2)]
     rng = np.random.default_rng(1)
     others = [(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads) if (l, h) not in top]
     random_heads = [others[i] for i in rng.choice(len(others), size=len(top), replace=False)]
-    for label, heads in [("top induction heads", top), ("random heads", random_heads)]:
+    for label, heads in [("top lookup heads", top), ("random heads", random_heads)]:
         ab = ablate_heads(model, graphs, heads, mode="mean")
         print(f"{label} {heads}: variables right {100 * ab.clean.node_accuracy()[-1]:.1f}% -> "
               f"{100 * ab.ablated.node_accuracy()[-1]:.1f}%")
@@ -711,39 +729,41 @@ NNSIGHT = [
     print(f"nnsight vs TransformerLens: largest difference {difference:.1e}")
     assert difference < 1e-4
     """),
-    md("## Copy and induction scores, per head and step"),
+    md("""
+    ## Lookup, gather and induction scores, per head and step
+
+    The measures are the library's (`workbench.analysis.routing`, as in notebook 2 and the app); they
+    need the state each step read, which one more cached site gives.
+    """),
     code(ROUTING_MASKS, """
 
-    copy, induction, uniform_copy, uniform_induction = routing_scores(patterns, tb)
-    print(f"under uniform causal attention: copy {uniform_copy:.2f}, induction {uniform_induction:.2f}")
-    nf.routing_figure({"own operand tokens (copy)": copy.numpy(), "operands' defining positions (induction)": induction.numpy()},
-                      baseline={"own operand tokens (copy)": np.full(n_steps, uniform_copy),
-                                "operands' defining positions (induction)": np.full(n_steps, uniform_induction)},
-                      title="Attention from result positions (nnsight), the budget problem")
+    _, state_cache = nm.save(tokens, [hook_name(t, "hook_state") for t in range(n_steps)], n_steps=n_steps)
+    scores, uniform = routing_scores(patterns, state_cache.states(), tb)
+    print("under uniform causal attention:", {m: round(float(np.nanmean(v)), 2) for m, v in uniform.items()})
+    nf.routing_figure({MEASURE_LABELS[m]: v for m, v in scores.items()},
+                      baseline={MEASURE_LABELS[m]: v for m, v in uniform.items()},
+                      title="Attention routing (nnsight), the budget problem")
     """),
     md("""
-    **What to look for** is as in notebook 2: copy heads in layer 0, induction heads in layer 1, and
-    rows that keep their colour across steps. The strongest induction head's pattern at the last step,
-    true cells outlined (squares: own operand tokens, circles: operands' defining positions):
+    **What to look for** is as in notebook 2: the shipped `default` looks values up at the operand
+    tokens in layer 0 and gathers them by slot in layer 1, and its rows keep their colour across
+    steps. The strongest lookup head's pattern at the last step, with the cells each measure reads
+    outlined:
     """),
     code("""
-    mean = induction.mean(0)  # [layer, head]
-    l, h = divmod(int(mean.argmax()), mean.shape[1])
-    print(f"top induction head: L{l}.H{h}, mean score {mean[l, h]:.2f}")
+    l, h, top_score = top_heads(scores["operand_lookup"], 1)[0]
+    print(f"top lookup head: L{l}.H{h}, mean score {top_score:.2f}")
     _, (mapping,) = problems_to_graphs([problem], model.task, seed=0)
     labels = nf.token_labels(tb.tokens[0], model.vocab, {index: name for name, index in mapping.items()})
-    b, query, own, defining = routing_masks(tb)
-    cells = lambda mask: [(int(q), int(k)) for q, row in zip(query, mask) for k in torch.nonzero(row).flatten()]
-    nf.attention_figure(patterns[-1, l, 0, h].numpy(), labels,
-                        highlight={"own operand tokens": cells(own), "operands' defining positions": cells(defining)},
-                        title=f"L{l}.H{h} at step {n_steps - 1} (top induction head)")
+    nf.attention_figure(patterns[-1, l, 0, h].numpy(), labels, highlight=routing_cells(tb),
+                        title=f"L{l}.H{h} at step {n_steps - 1} (top lookup head)")
     """),
     md("""
     ## Writing through nnsight: silence a head at every step
 
     nnsight writes as easily as it reads: assigning to `.output` replaces the activation for the rest
     of the run. `nm.run(tokens, set={name: fn})` applies `fn` to the named activations (in forward
-    order) and returns the run's output. Below, the top induction head's output (`hook_z`, [batch,
+    order) and returns the run's output. Below, the top lookup head's output (`hook_z`, [batch,
     pos, head, d_head]) is zeroed at every step of 32 random graphs; we compare the final values with
     the clean run, and with the same edit made by a TransformerLens hook (they must agree).
     """),

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.analysis import routing
 from workbench.errors import WorkbenchError
 from workbench.hooks.guard import MODEL_LOCK
 from workbench.run_view import RunView, parent_attention, status_of
@@ -261,31 +262,52 @@ def _compute_run(key: RunKey, hm) -> RunView:
     rhs_t = torch.from_numpy(rhs).long().to(hm.device)
     copy: dict[tuple[int, int], np.ndarray] = {}
     lookup: dict[tuple[int, int], np.ndarray] = {}
+    layout = routing.Layout.of(tb)
+    filled: dict[int, np.ndarray] = {}  # step -> [batch, pos] definitions written in the state it reads
+    measured: dict[tuple[int, int], dict] = {}
+
+    def read_state(state, hook):
+        filled[parse_hook_name(hook.name).step] = routing.filled_positions(state.cpu().numpy(), hm.vocab)
 
     def scores(pattern, hook):  # pattern [batch, head, query, key]
         site = parse_hook_name(hook.name)
         rows = pattern[0][:, rhs_t].float().cpu().numpy()  # [head, node, key]
         copy[site.step, site.layer], lookup[site.step, site.layer] = parent_attention(rows, rhs, operand_pos, parents)
+        measured[site.step, site.layer] = routing.measure_step([pattern], layout, filled[site.step])
 
-    traj = trajectory(hm, tb, fwd_hooks=[(sites_filter("attn.hook_pattern"), scores)])
-    n_steps, n_layers = traj.n_steps, hm.cfg.n_layers
-    stack = lambda d: np.stack([np.stack([d[t, l] for l in range(n_layers)]) for t in range(n_steps)]).astype(np.float32)  # noqa: E731
+    traj = trajectory(hm, tb, fwd_hooks=[(sites_filter("hook_state"), read_state),
+                                         (sites_filter("attn.hook_pattern"), scores)])
+    n_ran, n_layers = traj.n_steps, hm.cfg.n_layers
+    # one definition of steps (workbench.run_view): states up to the fixed point; the confirming step's
+    # output repeats it, so it is dropped, while its attention (the step reading the fixed point) is kept
+    last = min(int(traj.iterations[0]), n_ran)
+    stack = lambda d: np.stack([np.stack([d[t, l] for l in range(n_layers)]) for t in range(n_ran)]).astype(np.float32)  # noqa: E731
     return RunView(
         model=key.model, names=problem.names, equations=[str(eq) for eq in problem.equations],
         depth=tb.graphs.depth[0, :n].copy(), parents=parents, truth=tb.graphs.value[0, :n].copy(),
-        values=traj.values[:, 0, :n].numpy(), states=traj.states[:, 0].numpy().astype(np.int16),
+        values=traj.values[:last + 1, 0, :n].numpy(), states=traj.states[:last + 1, 0].numpy().astype(np.int16),
         rhs_pos=rhs.copy(), operand_pos=operand_pos.copy(), pool_names={v: k for k, v in mapping.items()},
         vocab=hm.vocab, modulus=hm.task.modulus, iterations=int(traj.iterations[0]), converged=bool(traj.converged[0]),
         n_layers=n_layers, n_heads=hm.cfg.n_heads, looped=hm.cfg.looped,
-        continuous=hm.cfg.latent == "continuous" and hm.cfg.looped,
-        copy=stack(copy) if n_steps and copy else None, lookup=stack(lookup) if n_steps and lookup else None)
+        continuous=hm.cfg.latent == "continuous" and hm.cfg.looped, operations=tuple(hm.task.operations),
+        copy=stack(copy) if n_ran and copy else None, lookup=stack(lookup) if n_ran and lookup else None,
+        **_routing_fields(measured, n_ran, n_layers))
+
+
+def _routing_fields(measured: dict[tuple[int, int], dict], n_ran: int, n_layers: int) -> dict:
+    """``RunView.routing`` and ``gather_slot`` from per-(step, layer) ``routing.measure_step`` sums."""
+    if not n_ran or not measured:
+        return {"routing": None, "gather_slot": None}
+    per_step = [{k: (np.concatenate([measured[t, l][k][0] for l in range(n_layers)]), measured[t, 0][k][1])
+                 for k in measured[t, 0]} for t in range(n_ran)]
+    r = routing.Routing.from_sums(per_step)
+    return {"routing": {m: v.astype(np.float32) for m, v in r.measures.items()}, "gather_slot": r.gather_slot.astype(np.float32)}
 
 
 def pattern_state(run: RunView, state: int) -> int:
-    """The state whose reading step has attention patterns to show (a one-pass model has only state 0)."""
-    if not run.looped:
-        return 0
-    return run.clamp(state) if not run.continuous else min(run.clamp(state), run.n_steps - 1)
+    """The step whose attention patterns to show for ``state`` (``RunView.reading_step``): the title, the
+    scores and the patterns of a page all come from this one number."""
+    return run.reading_step(state)
 
 
 def step_patterns(key: RunKey, state: int) -> np.ndarray:
@@ -317,7 +339,12 @@ def _compute_patterns(key: RunKey, hm, run: RunView, t: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ injection
 @dataclass
 class InjectionView:
-    """One injection into one model's run: the clean and corrupted values, and what became of the error."""
+    """One injection into one model's run: the clean and corrupted values, and what became of the error.
+
+    "Repaired" is claimed only for a value that had been written (the clean run held a value for the node
+    in the overwritten state) and was then corrected: an injection into a node the run has not written
+    yet is overwritten by the model's first write, which is computing, not repairing.
+    """
 
     model: str
     state: int  # the overwritten state (step ``state`` read the error)
@@ -329,6 +356,8 @@ class InjectionView:
     clean: np.ndarray  # [state, node] values of the clean run
     corrupted: np.ndarray  # [state, node] values of the corrupted run
     vocab: Any
+    clean_steps: int | None = None  # steps until each run's state stopped changing (RunView.n_steps)
+    corrupted_steps: int | None = None
 
     @property
     def true_value(self) -> int:
@@ -339,13 +368,32 @@ class InjectionView:
         return int(self.corrupted[-1, self.node])
 
     @property
-    def repaired(self) -> bool:
-        """The overwritten node holds its true value at the end."""
+    def clean_value(self) -> int:
+        """The node's value in the clean run's overwritten state (EMPTY: not written yet)."""
+        return int(self.clean[min(self.state, len(self.clean) - 1), self.node])
+
+    @property
+    def was_written(self) -> bool:
+        """The clean run had written the node by the overwritten state: there was a value to corrupt."""
+        return self.clean_value != self.vocab.empty
+
+    @property
+    def was_error(self) -> bool:
+        """The injection put a wrong value where a value had been written."""
+        return self.was_written and self.value != self.true_value
+
+    @property
+    def ends_right(self) -> bool:
         return self.final_value == self.true_value
 
     @property
+    def repaired(self) -> bool:
+        """A written value was corrupted and the node holds its true value at the end."""
+        return self.was_error and self.ends_right
+
+    @property
     def repair_state(self) -> int:
-        """The first state after the injection from which the node holds its true value for good; -1 if none."""
+        """The first state after the injection from which the node holds its true value for good; -1 if not repaired."""
         if not self.repaired:
             return -1
         right = self.corrupted[:, self.node] == self.true_value
@@ -365,23 +413,33 @@ class InjectionView:
         """[state, node] NOT_YET / RIGHT / WRONG in the corrupted run."""
         return status_of(self.corrupted, self.truth, self.vocab)
 
+    def outcome(self) -> str:
+        """The one "Repaired: ..." sentence: yes or no for a corrupted written value; otherwise why it does not apply."""
+        ends = f"{self.name} ends at {_label(self.final_value, self.vocab)} (true value {self.true_value})"
+        if not self.was_written:
+            first = np.nonzero(self.clean[:, self.node] != self.vocab.empty)[0]
+            when = f"it first holds a value in state {int(first[0])}" if len(first) else "it never holds a value"
+            return (f"Repaired: does not apply: the clean run had not written {self.name} yet in state {self.state} "
+                    f"({when}), so there was no value to corrupt; {ends}.")
+        if self.value == self.true_value:
+            return f"Repaired: does not apply: the written value is the true value, nothing to repair; {ends}."
+        if self.repaired:
+            u = self.repair_state
+            return (f"Repaired: yes, {self.name} holds {self.true_value} again from state {u} "
+                    f"({u - self.state} step{'s' if u - self.state != 1 else ''} after the injection).")
+        return f"Repaired: no, {ends}."
+
     def report(self) -> list[str]:
         """The outcome in a few sentences, for the page."""
         lines = [f"{self.model}: wrote {self.name} := {self.value} into state {self.state} (read by step {self.state}); "
-                 f"true value {self.true_value}, the clean run held {_label(self.clean[min(self.state, len(self.clean) - 1), self.node], self.vocab)}."]
-        if self.value == self.true_value:
-            lines.append("The written value is the true value: there is nothing to repair.")
-        if self.repaired:
-            u = self.repair_state
-            lines.append(f"Repaired: yes, {self.name} holds {self.true_value} again from state {u} "
-                         f"({u - self.state} step{'s' if u - self.state != 1 else ''} after the injection).")
-        else:
-            lines.append(f"Repaired: no, {self.name} ends at {_label(self.final_value, self.vocab)} "
-                         f"(true value {self.true_value}).")
+                 f"true value {self.true_value}, the clean run held {_label(self.clean_value, self.vocab)}.",
+                 self.outcome()]
         right, total = int((self.corrupted[-1] == self.truth).sum()), len(self.truth)
+        steps = self.corrupted_steps if self.corrupted_steps is not None else len(self.corrupted) - 1
+        clean = self.clean_steps if self.clean_steps is not None else len(self.clean) - 1
         lines.append(f"At the end: {right}/{total} nodes right ({'solved' if self.recovered else 'not solved'}); "
                      f"final state {'equals' if self.same_as_clean else 'differs from'} the clean run's; "
-                     f"{len(self.corrupted) - 1} steps (clean run: {len(self.clean) - 1}).")
+                     f"{steps} steps to a fixed point (clean run: {clean}).")
         return lines
 
 
@@ -397,7 +455,8 @@ def injection(key: RunKey, state: int, node: int, value: int | None = None, seed
     if not isinstance(node, int) or not 0 <= node < run.n_nodes:
         raise WorkbenchError(f"pick a node of the problem (0..{run.n_nodes - 1}), got {node!r}")
     if not isinstance(state, int) or not 0 <= state <= run.n_steps:
-        raise WorkbenchError(f"the step must be 0..{run.n_steps} (this run's states), got {state!r}")
+        raise WorkbenchError(f"the state must be 0..{run.n_steps} (state 0 is the input, state {run.n_steps} the "
+                             f"fixed point), got {state!r}")
     if value is not None and (not isinstance(value, int) or not 0 <= value < run.modulus):
         raise WorkbenchError(f"the value must be 0..{run.modulus - 1} (or blank for a random wrong value), got {value!r}")
     version, hm = get_model(key.model)
@@ -412,7 +471,8 @@ def _compute_injection(key: RunKey, hm, run: RunView, state: int, node: int, val
     inj = inject_corruption(hm, tb, state, nodes=[[node]], values=value, seed=seed)
     n = run.n_nodes
     return InjectionView(key.model, state, node, run.names[node], list(run.names), int(inj.injected[0, node]), run.truth.copy(),
-                         inj.clean.values[:, 0, :n].numpy(), inj.corrupted.values[:, 0, :n].numpy(), run.vocab)
+                         inj.clean.values[:, 0, :n].numpy(), inj.corrupted.values[:, 0, :n].numpy(), run.vocab,
+                         clean_steps=run.n_steps, corrupted_steps=int(inj.corrupted.iterations[0]))
 
 
 # ------------------------------------------------------------------------------------- saved results
@@ -454,6 +514,18 @@ def training_logs(model: str) -> dict[str, list[dict]]:
     return run_logs(_folder(model) / "run")
 
 
+def saved_head_effects(model: str) -> dict[tuple[int, int], tuple[str, float]]:
+    """``(layer, head) -> (verdict, accuracy drop)`` of every head with a role in the model's saved
+    ``probes/routing.json`` (the causal check of ``workbench.analysis.routing``); empty when not run."""
+    for name, data in probe_results(model):
+        if name != "routing.json" or not isinstance(data, dict):
+            continue
+        roles = (data.get("results") or {}).get("roles") or []
+        return {(r["layer"], r["head"]): (r["verdict"], float(r.get("ablation_drop") or 0.0))
+                for r in roles if isinstance(r, dict) and "verdict" in r and "layer" in r and "head" in r}
+    return {}
+
+
 def probe_results(model: str) -> list[tuple[str, Any]]:
     """``[(file name, parsed JSON or an error line)]`` of every ``*.json`` under ``models/<model>/probes/``."""
     folder = _folder(model) / "probes"
@@ -470,6 +542,6 @@ def probe_results(model: str) -> list[tuple[str, Any]]:
     return out
 
 
-__all__ = ["RunKey", "LRU", "MAX_NODES", "MAX_TEXT_CHARS", "MAX_LINES", "MIN_NODES", "model_names", "model_task",
+__all__ = ["RunKey", "LRU", "saved_head_effects", "MAX_NODES", "MAX_TEXT_CHARS", "MAX_LINES", "MIN_NODES", "model_names", "model_task",
            "get_model", "read_problem", "make_key", "generate_problem", "get_run", "step_patterns", "pattern_state",
            "InjectionView", "injection", "model_evaluations", "model_robustness", "probe_results", "clear_caches"]

@@ -223,6 +223,7 @@ def solve(file: str, model_name: str, as_json: bool, max_steps: int | None, batc
     for eq in sorted(problem.equations, key=lambda e: e.line):
         value = sol.values[eq.name]
         click.echo(f"{eq.name} = {'?' if value is None else value}")
+    click.echo(f"# values mod {model.task.modulus}, operations {' '.join(model.task.operations)}")
     state = "converged" if sol.converged else "did NOT converge (values may be wrong)"
     if not sol.complete:
         state += f", INCOMPLETE: {len(sol.unsolved)} variables unsolved"

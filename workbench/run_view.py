@@ -5,9 +5,12 @@ sequence with user names, error-correction events, bottleneck code usage, and ho
 head pays to a node's parents. Nothing here touches a model; ``workbench.app_state`` computes and
 caches the views.
 
-State indices follow ``Trajectory``: state 0 is the input, state t + 1 what step t wrote, and step t
-reads state t (its attention patterns belong to state t, and ``inject_corruption(step=t)`` overwrites
-state t).
+One definition of steps, shared with ``workbench solve`` and every page (``STEPS_SENTENCE``): state 0
+is the input, step t reads state t and writes state t + 1, and a run takes ``n_steps`` steps, the
+steps until its state stopped changing (``workbench solve``'s "iterations"). The loop ran one more
+step to confirm the fixed point; it changed nothing, so its output is not a state of its own, but its
+attention is kept: every state has the step that read it (``reading_step``), except the last state of
+a run that hit the step cap. ``inject_corruption(step=t)`` overwrites state t.
 
 >>> import numpy as np
 >>> view = RunView.example()
@@ -19,6 +22,8 @@ state t).
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +34,11 @@ from workbench.task.vocab import FACTORS, N_SYNTAX, OPERATION, SYNTAX_NAMES, VAL
 #: a node's status in a state: its VALUE is not written yet, right, or wrong
 NOT_YET, RIGHT, WRONG = 0, 1, 2
 STATUS_NAMES = ("not yet", "right", "wrong")
+
+#: the definition of a step, said once on every page that shows states
+STEPS_SENTENCE = ("State 0 is the input; step t reads state t and writes state t + 1. A run's step count is the "
+                  "number of steps until its state stopped changing (what `workbench solve` prints as iterations); "
+                  "one more step, which changed nothing, confirmed the fixed point.")
 
 #: error-correction event kinds, by what a step did to a node's value
 EVENT_KINDS = ("written right", "written wrong", "corrected", "broken", "rewritten wrong")
@@ -68,9 +78,13 @@ class RunView:
     n_heads: int
     looped: bool = True
     continuous: bool = False
+    operations: tuple[str, ...] = ("+",)
     # attention mass from each node's defining position, per step that read a state of this run
     copy: np.ndarray = field(default=None, repr=False)  # [step, layer, head, node] onto its own operand tokens
     lookup: np.ndarray = field(default=None, repr=False)  # [step, layer, head, node] onto its parents' defining positions
+    # the library's routing measures (workbench.analysis.routing, the one definition), per step that read a state
+    routing: dict = field(default=None, repr=False)  # measure -> [step, layer, head]
+    gather_slot: np.ndarray = field(default=None, repr=False)  # [step, layer, head, slot]
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -79,8 +93,20 @@ class RunView:
 
     @property
     def n_steps(self) -> int:
-        """Steps run: states 0..n_steps exist."""
+        """Steps until the state stopped changing (``workbench solve``'s iterations): states 0..n_steps exist."""
         return self.values.shape[0] - 1
+
+    @property
+    def n_read(self) -> int:
+        """Steps whose attention was recorded: ``n_steps`` + 1 when a confirming step read the fixed point."""
+        return len(self.copy) if self.copy is not None else 0
+
+    def reading_step(self, state: int | None) -> int:
+        """The step whose attention to show for ``state``: the step that read it, else the last step run
+        (the last state of a run that hit the cap was never read; a one-pass model has step 0 only)."""
+        if not self.looped:
+            return 0
+        return max(0, min(self.clamp(state), self.n_read - 1))
 
     @property
     def length(self) -> int:
@@ -95,6 +121,11 @@ class RunView:
         """Nodes without a value (EMPTY or out of range) in the last state: a fixed point can leave some."""
         last = self.values[-1]
         return int(((last < 0) | (last >= self.modulus)).sum())
+
+    @property
+    def arithmetic(self) -> str:
+        """``"mod 23, operations + -"``: what every value on screen is computed in."""
+        return f"mod {self.modulus}, operations {' '.join(self.operations)}"
 
     def clamp(self, state: int | None) -> int:
         """``state`` limited to 0..n_steps (None: the last state)."""
@@ -182,36 +213,28 @@ class RunView:
         return out
 
     # ------------------------------------------------------------ attention
-    def head_scores(self, state: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(copy, lookup)``, each [layer, head]: mean attention mass over the inner nodes at the step reading
-        ``state`` (None: mean over every step)."""
-        if self.copy is None or not len(self.copy):
-            empty = np.zeros((self.n_layers, self.n_heads))
-            return empty, empty
-        inner = np.array([bool(p) for p in self.parents])
-        if not inner.any():
-            inner = np.ones_like(inner)
-        if state is None:
-            return self.copy[..., inner].mean((0, -1)), self.lookup[..., inner].mean((0, -1))
-        t = min(self.clamp(state), len(self.copy) - 1)
-        return self.copy[t][..., inner].mean(-1), self.lookup[t][..., inner].mean(-1)
+    def head_scores(self, state: int | None = None) -> dict[str, np.ndarray]:
+        """The routing measures (``workbench.analysis.routing.MEASURES``), each [layer, head], at
+        ``reading_step(state)`` (None: the mean over every step). NaN where the step had no such query."""
+        from workbench.analysis.routing import MEASURES
 
-    def head_roles(self, threshold: float = 0.4) -> list[dict]:
-        """Per head: its role at every step (``copy``, ``lookup`` or ``other``), the main role and how often it holds."""
-        if self.copy is None or not len(self.copy):
+        if self.routing is None or not len(self.routing["operand_lookup"]):
+            return {m: np.full((self.n_layers, self.n_heads), np.nan) for m in MEASURES}
+        if state is None:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return {m: np.nanmean(v, 0) for m, v in self.routing.items()}
+        t = min(self.reading_step(state), len(self.routing["operand_lookup"]) - 1)
+        return {m: v[t] for m, v in self.routing.items()}
+
+    def head_roles(self) -> list[dict]:
+        """Per head: its role (``lookup``, ``gather`` with its slot, ``induction`` or ``other``) overall and
+        at every step, and how often it holds: ``workbench.analysis.routing.head_roles`` on this run."""
+        from workbench.analysis.routing import head_roles
+
+        if self.routing is None or not len(self.routing["operand_lookup"]):
             return []
-        inner = np.array([bool(p) for p in self.parents]) if any(self.parents) else np.ones(self.n_nodes, bool)
-        copy, look = self.copy[..., inner].mean(-1), self.lookup[..., inner].mean(-1)  # [step, layer, head]
-        roles = np.where((copy >= threshold) & (copy >= look), "copy", np.where(look >= threshold, "lookup", "other"))
-        out = []
-        for layer in range(self.n_layers):
-            for head in range(self.n_heads):
-                per_step = roles[:, layer, head].tolist()
-                main = max(set(per_step), key=per_step.count)
-                out.append({"layer": layer, "head": head, "role": main, "held": per_step.count(main) / len(per_step),
-                            "copy": float(copy[:, layer, head].mean()), "lookup": float(look[:, layer, head].mean()),
-                            "per_step": per_step})
-        return out
+        return head_roles(self.routing, self.gather_slot)
 
     # ---------------------------------------------------------------- example
     @classmethod
@@ -219,12 +242,12 @@ class RunView:
         """A hand-made three-node view (for doctests and tests of figure builders)."""
         vocab = Vocab(n_names=8, n_values=23)
         e = vocab.empty
-        values = np.array([[e, e, e], [3, e, e], [3, 4, e], [3, 4, 5], [3, 4, 5]])
-        states = np.zeros((5, 12, 4), dtype=np.int16)
+        values = np.array([[e, e, e], [3, e, e], [3, 4, e], [3, 4, 5]])  # the confirming step's copy left out
+        states = np.zeros((4, 12, 4), dtype=np.int16)
         return cls(model="example", names=["a", "b", "c"], equations=["a = 3", "b = a", "c = a + b"],
                    depth=np.array([0, 1, 2]), parents=[[], [0], [0, 1]], truth=np.array([3, 4, 7]), values=values,
                    states=states, rhs_pos=np.array([2, 6, 11]), operand_pos=np.array([[-1, -1, -1], [4, -1, -1], [7, 9, -1]]),
-                   pool_names={0: "a", 1: "b", 2: "c"}, vocab=vocab, modulus=23, iterations=4, converged=True,
+                   pool_names={0: "a", 1: "b", 2: "c"}, vocab=vocab, modulus=23, iterations=3, converged=True,
                    n_layers=1, n_heads=2)
 
 
@@ -301,5 +324,5 @@ def parent_attention(rows: np.ndarray, rhs_pos: np.ndarray, operand_pos: np.ndar
     return (rows * copy_mask).sum(-1), (rows * look_mask).sum(-1)
 
 
-__all__ = ["RunView", "Event", "NOT_YET", "RIGHT", "WRONG", "STATUS_NAMES", "EVENT_KINDS", "status_of", "value_label",
+__all__ = ["RunView", "Event", "STEPS_SENTENCE", "NOT_YET", "RIGHT", "WRONG", "STATUS_NAMES", "EVENT_KINDS", "status_of", "value_label",
            "value_events", "code_counts", "entropy_bits", "parent_attention"]

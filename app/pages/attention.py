@@ -6,7 +6,7 @@ import dash
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from app import ids
-from app.common import GRAPH_CONFIG, error_box, safe
+from app.common import GRAPH_CONFIG, blank, error_box, note, safe
 
 dash.register_page(__name__, path="/attention", name="Attention routing", order=1, title="Attention · workbench")
 ID = ids.scoped(__name__)
@@ -16,9 +16,11 @@ def layout(**_):
     return html.Div(className="page", children=[
         dcc.Store(id=ID("init"), data=True),  # makes the page's callbacks fire when it opens
         html.H2("Attention routing"),
-        html.Div("Queries are each node's defining position (where its value is written). Marks: × the node's own "
-                 "operand tokens (a copy head reads these), ○ its parents' defining positions (a lookup head reads "
-                 "their values there).", className="hint"),
+        html.Div("Three routing measures per head and step, from the library's one definition "
+                 "(workbench.analysis.routing): from each operand token onto its variable's defining position "
+                 "(lookup), and from each result position onto its own operand tokens (gather) and onto its parents' "
+                 "defining positions (induction). In the patterns, queries are each node's defining position; × marks "
+                 "its own operand tokens, ○ its parents' defining positions.", className="hint"),
         html.Div(id=ID("message"), className="message-slot"),
         html.Div(className="columns", children=[
             html.Div(dcc.Graph(id=ID("scores"), config=GRAPH_CONFIG), className="panel wide"),
@@ -52,19 +54,32 @@ def _run(data):
 @callback(Output(ID("layer"), "options"), Output(ID("head"), "options"), Output(ID("layer"), "value"),
           Output(ID("head"), "value"), Output(ID("roles"), "figure"), Output(ID("role-table"), "children"),
           Input(ids.RUN, "data"), Input(ID("init"), "data"), State(ID("layer"), "value"), State(ID("head"), "value"))
-@safe(lambda msg: (no_update,) * 5 + (error_box(msg),))
+@safe(lambda msg: (no_update,) * 4 + (blank(msg), error_box(msg)))
 def on_run(data, _init, layer, head):
     """Per problem: the layer and head choices, and every head's role across steps."""
     from workbench.plots.attention import roles_figure
 
-    _, run = _run(data)
-    roles = run.head_roles()
+    from workbench.analysis.routing import ROLE_THRESHOLD
+    from workbench.app_state import saved_head_effects
+
+    key, run = _run(data)
+    effects = saved_head_effects(key.model)  # (layer, head) -> (verdict, drop) from probes/routing.json, if run
     groups = {}
-    for r in roles:
-        groups.setdefault(r["role"], []).append(f"L{r['layer']}H{r['head']} ({100 * r['held']:.0f}% of steps)")
-    table = [html.Div([html.B(f"{role}: "), ", ".join(heads)]) for role, heads in sorted(groups.items())]
-    table.append(html.Div("A head is 'copy' at a step when ≥ 40% of a node's attention lands on its own operand tokens, "
-                          "'lookup' when ≥ 40% lands on its parents' defining positions.", className="hint"))
+    for r in run.head_roles():
+        if r["role"] == "other":
+            continue
+        slot = f", v{r['slot']}" if r["slot"] is not None else ""
+        held = f"{100 * r['stability']:.0f}% of steps" if r["stability"] is not None else "no steps"
+        causal = effects.get((r["layer"], r["head"]))
+        tested = f"; ablation: {causal[0]}, accuracy −{causal[1]:.2f}" if causal else ""
+        groups.setdefault(r["role"], []).append(f"L{r['layer']}H{r['head']} ({held}{slot}{tested})")
+    table = [html.Div([html.B(f"{role}: "), "; ".join(heads)]) for role, heads in sorted(groups.items())]
+    if not groups:
+        table.append(html.Div("No head reaches the role threshold on this problem."))
+    table.append(html.Div(f"A head's role is the measure it serves most, if its mean mass reaches {ROLE_THRESHOLD:.0%}. "
+                          "The ablation verdict (zero or mean ablation of the head alone and of its role's group, at every "
+                          "step of 128 random graphs) comes from `python probes/attention_routing.py --model "
+                          f"{key.model}`" + ("" if effects else ": not run for this model yet") + ".", className="hint"))
     layers = [{"label": f"L{l}", "value": l} for l in range(run.n_layers)]
     heads = [{"label": f"H{h}", "value": h} for h in range(run.n_heads)]
     layer = layer if isinstance(layer, int) and 0 <= layer < run.n_layers else 0
@@ -74,31 +89,38 @@ def on_run(data, _init, layer, head):
 
 @callback(Output(ID("scores"), "figure"), Output(ID("grid"), "figure"), Output(ID("message"), "children"),
           Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"))
-@safe(lambda msg: (no_update, no_update, error_box(msg)))
+@safe(lambda msg: (blank(), blank(), error_box(msg)))
 def show_step(state, data, _init):
     """Per state: parent-attention scores and every head's pattern."""
     from workbench.app_state import pattern_state, step_patterns
-    from workbench.plots.attention import heads_grid_figure, scores_figure
+    from workbench.plots.attention import at_step, heads_grid_figure, scores_figure
 
     key, run = _run(data)
-    t = pattern_state(run, state)
-    copy, lookup = run.head_scores(min(t, run.n_steps - 1) if run.n_steps else 0)
-    scores = scores_figure(copy, lookup, title=f"Parent-attention scores at step {t} (mean over the nodes that have parents)")
+    t = pattern_state(run, state)  # the one step whose numbers and titles this page shows
+    scores = scores_figure(run.head_scores(t), title=f"Routing {at_step(t)}: attention mass per head (blank: no such query)")
     grid = heads_grid_figure(step_patterns(key, t), state=t)
-    note = "" if t == run.clamp(state) else f"This model's patterns exist up to state {t}; showing that."
-    return scores, grid, note
+    return scores, grid, step_note(run, state, t)
+
+
+def step_note(run, state, step: int):
+    """Why the page shows another step than the slider's state (a one-pass model, a run that hit the cap)."""
+    if step == run.clamp(state):
+        return ""
+    why = ("a one-pass model runs step 0 only" if not run.looped else
+           f"no step read state {run.clamp(state)}: the run stopped at the step cap")
+    return note(f"Showing step {step}, the last step run ({why}).")
 
 
 @callback(Output(ID("dag"), "figure"), Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ids.NODE, "data"),
           Input(ID("init"), "data"))
-@safe(lambda msg: no_update)
+@safe(lambda msg: blank(msg))
 def show_graph(state, data, node, _init):
     """The graph to pick a node from, coloured at the selected state, the selected node's inputs highlighted."""
-    from workbench.plots.run import dag_figure
+    from workbench.plots.run import dag_figure, dag_height
 
     _, run = _run(data)
     sel = node if isinstance(node, int) and 0 <= node < run.n_nodes else None
-    return dag_figure(run, run.clamp(state), selected=sel, height=420)
+    return dag_figure(run, run.clamp(state), selected=sel, height=max(420, dag_height(run)), width_px=560)
 
 
 @callback(Output(ID("layer"), "value", allow_duplicate=True), Output(ID("head"), "value", allow_duplicate=True),
@@ -132,7 +154,7 @@ def pick_node(dag_click, pattern_click, data):
 
 @callback(Output(ID("pattern"), "figure"), Input(ids.STEP, "value"), Input(ids.RUN, "data"),
           Input(ID("layer"), "value"), Input(ID("head"), "value"))
-@safe(lambda msg: no_update)
+@safe(lambda msg: blank(msg))
 def show_head(state, data, layer, head):
     """The selected head's full pattern (nodes x positions) at the selected step."""
     from workbench.app_state import pattern_state, step_patterns
@@ -147,7 +169,7 @@ def show_head(state, data, layer, head):
 
 @callback(Output(ID("node"), "figure"), Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ids.NODE, "data"),
           Input(ID("init"), "data"))
-@safe(lambda msg: no_update)
+@safe(lambda msg: blank(msg))
 def show_node(state, data, node, _init):
     """What the selected node's defining position reads, in every head."""
     from workbench.app_state import pattern_state, step_patterns

@@ -6,7 +6,7 @@ import dash
 from dash import Input, Output, callback, dcc, html, no_update
 
 from app import ids
-from app.common import GRAPH_CONFIG, error_box, safe
+from app.common import GRAPH_CONFIG, blank, error_box, safe
 
 dash.register_page(__name__, path="/codebook", name="Codebook", order=2, title="Codebook · workbench")
 ID = ids.scoped(__name__)
@@ -39,7 +39,7 @@ def layout(**_):
 @callback(Output(ID("usage"), "figure"), Output(ID("transitions"), "figure"), Output(ID("entropy"), "figure"),
           Output(ID("changes"), "figure"), Output(ID("message"), "children"),
           Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ID("factor"), "value"))
-@safe(lambda msg: (no_update,) * 4 + (error_box(msg),))
+@safe(lambda msg: (blank(), blank(), blank(), blank(), error_box(msg)))
 def show(state, data, factor):
     from workbench.app_state import RunKey, get_run
     from workbench.plots.codebook import changes_figure, entropy_figure, transition_figure, usage_figure

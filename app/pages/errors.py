@@ -7,7 +7,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from app import ids
-from app.common import GRAPH_CONFIG, as_int, error_box, safe
+from app.common import GRAPH_CONFIG, as_int, blank, error_box, safe
 
 dash.register_page(__name__, path="/errors", name="Error correction", order=3, title="Error correction · workbench")
 ID = ids.scoped(__name__)
@@ -18,30 +18,31 @@ def layout(**_):
     from workbench.app_state import model_names
     from workbench.plots.common import empty_figure
 
-    waiting = empty_figure("choose a state and a node, then press Inject", height=300)
+    first = empty_figure("choose a state and a node, then press Inject", height=300)
     return html.Div(className="page", children=[
         dcc.Store(id=ID("init"), data=True),  # makes the page's callbacks fire when it opens
         html.H2("Error correction"),
         html.Div(id=ID("message"), className="message-slot"),
         dcc.Graph(id=ID("events"), config=GRAPH_CONFIG),
         html.H3("Inject an error"),
-        html.Div("Overwrite one node's value in the state a step reads, let the model run on until its state stops "
-                 "changing, and see whether it repairs the value. The same injection runs on a second model side by "
-                 "side (e.g. one trained without error correction).", className="hint"),
+        html.Div("Overwrite one node's value in a state (step t reads state t), let the model run on until its state "
+                 "stops changing, and see whether it repairs the value. A repair needs a value to corrupt: inject into "
+                 "a state where the clean run has already written the node. The same injection runs on a second "
+                 "model side by side (e.g. one trained without error correction).", className="hint"),
         html.Div(className="inline controls", children=[
             html.Span("into state"), dcc.Input(id=ID("state"), type="number", step=1, value=1, className="num"),
             html.Span("node"), dcc.Dropdown(id=ID("node"), options=[], clearable=False, className="pick wide"),
             html.Span("value"), dcc.Input(id=ID("value"), type="number", step=1, placeholder="random wrong",
-                                          className="num"),
+                                          className="num wide"),
             html.Span("compare with"), dcc.Dropdown(id=ID("other"), options=[NONE, *model_names()], value=NONE,
-                                                    clearable=False, className="pick"),
+                                                    clearable=False, className="pick model"),
             html.Button("Inject", id=ID("inject"), className="primary"),
         ]),
         html.Div(id=ID("inject-message"), className="message-slot"),
         html.Div(className="columns", children=[
-            html.Div([html.Div(id=ID("report-a"), className="report"), dcc.Graph(id=ID("fig-a"), figure=waiting, config=GRAPH_CONFIG)],
+            html.Div([html.Div(id=ID("report-a"), className="report"), dcc.Graph(id=ID("fig-a"), figure=first, config=GRAPH_CONFIG)],
                      className="panel half"),
-            html.Div([html.Div(id=ID("report-b"), className="report"), dcc.Graph(id=ID("fig-b"), figure=waiting, config=GRAPH_CONFIG)],
+            html.Div([html.Div(id=ID("report-b"), className="report"), dcc.Graph(id=ID("fig-b"), figure=first, config=GRAPH_CONFIG)],
                      className="panel half"),
         ]),
     ])
@@ -49,7 +50,7 @@ def layout(**_):
 
 @callback(Output(ID("events"), "figure"), Output(ID("message"), "children"),
           Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"))
-@safe(lambda msg: (no_update, error_box(msg)))
+@safe(lambda msg: (blank(msg, 300), error_box(msg)))
 def show_events(state, data, _init):
     from workbench.app_state import RunKey, get_run
     from workbench.plots.corruption import events_figure
@@ -93,7 +94,7 @@ def _side(key, state: int, node: int, value, seed: int = 0):
           Input(ID("inject"), "n_clicks"), State(ids.RUN, "data"), State(ID("state"), "value"),
           State(ID("node"), "value"), State(ID("value"), "value"), State(ID("other"), "value"),
           prevent_initial_call=True)
-@safe(lambda msg: (no_update,) * 4 + (error_box(msg),))
+@safe(lambda msg: (None, blank("no injection: see the message above", 300), None, blank("no injection", 300), error_box(msg)))
 def inject(clicks, data, state, node, value, other):
     """Inject into this run, and the same into the other model's run of the same problem."""
     from workbench.app_state import RunKey, make_key

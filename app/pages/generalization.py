@@ -35,7 +35,7 @@ def layout(**_):
                  "step, from the model's run/log.jsonl; dotted lines mark the curriculum's phases, dashed curves are "
                  "failed branches (run/failed-*.jsonl).", className="hint"),
         html.Div(className="inline controls", children=[
-            html.Span("model"), dcc.Dropdown(id=ID("model"), options=model_names(), clearable=False, className="pick"),
+            html.Span("model"), dcc.Dropdown(id=ID("model"), options=model_names(), clearable=False, className="pick model"),
         ]),
         html.Div(id=ID("training-message")),
         dcc.Graph(id=ID("training"), config=GRAPH_CONFIG),

@@ -8,7 +8,7 @@ from dash import Input, Output, Patch, State, callback, ctx, dcc, html, no_updat
 from dash.exceptions import PreventUpdate
 
 from app import ids
-from app.common import GRAPH_CONFIG, as_int, error_box, note, safe
+from app.common import GRAPH_CONFIG, as_int, blank, error_box, note, safe
 
 dash.register_page(__name__, path="/", name="Problem", order=0, title="Problem · workbench")
 ID = ids.scoped(__name__)
@@ -27,6 +27,7 @@ def layout(**_):
                 html.H2("Problem"),
                 html.Label("Model", htmlFor=ID("model")),
                 dcc.Dropdown(id=ID("model"), options=model_names(), clearable=False, searchable=False),
+                html.Div(id=ID("arithmetic"), className="arithmetic"),
                 html.Label("Generate a random graph (the paper's law)"),
                 html.Div(className="inline", children=[
                     # no min/max on the inputs: the browser would blank an out-of-range number, the app explains it
@@ -44,13 +45,15 @@ def layout(**_):
                 dcc.Textarea(id=ID("text"), placeholder=PLACEHOLDER, className="problem-text", spellCheck=False),
                 html.Button("Run this problem", id=ID("submit"), className="primary"),
                 html.Div(id=ID("message"), className="message-slot"),
-                html.Div(id=ID("node"), className="node-detail"),
             ]),
             html.Div(className="panel wide", children=[
+                html.Div(id=ID("node"), className="node-detail"),
                 dcc.Graph(id=ID("dag"), config=GRAPH_CONFIG),
                 dcc.Store(id=ID("drawn")),  # the run whose graph the figure holds, so a state change can patch it
                 html.Div("Nodes are coloured by the value the model holds in this state: green right, red wrong, "
-                         "grey not written yet. Click a node to follow it here and on the Attention page.", className="hint"),
+                         "grey not written yet. Click a node to follow it here and on the Attention page: it is ringed "
+                         "in red, its inputs in orange, the nodes that read it in purple. On large graphs labels thin "
+                         "out; hover shows every node.", className="hint"),
             ]),
         ]),
         html.H3("The latent state, token by token"),
@@ -115,26 +118,52 @@ def token_lines(run, state: int) -> list:
             for a, b in run.equation_spans()]
 
 
-@callback(Output(ID("dag"), "figure"), Output(ID("tokens"), "children"), Output(ID("drawn"), "data"),
-          Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"), State(ids.NODE, "data"),
-          State(ID("drawn"), "data"))
-@safe(lambda msg: (no_update, error_box(msg), no_update))
-def show_state(state, data, _init, node, drawn):
-    """The scrubbing callback: a new problem draws the graph; a new state only patches colours and labels."""
-    from workbench.app_state import RunKey, get_run
-    from workbench.plots.run import NODE_TRACE, dag_figure, dag_state
+@callback(Output(ID("arithmetic"), "children"), Input(ID("model"), "value"))
+@safe(lambda msg: "")
+def arithmetic(model):
+    """The model's modulus and operations, with what they do to a sum (``17 + 9`` shows as ``3``)."""
+    from workbench.app_state import model_task
 
+    if not isinstance(model, str) or not model:
+        return ""
+    task = model_task(model)
+    p, ops = task.modulus, " ".join(task.operations)
+    a, b = p - 6, 9  # a sum past p shows the wrap-around
+    return [html.B(f"Arithmetic mod {p}"), f" (values 0..{p - 1}), operations {ops}: ",
+            html.Span(f"{a} + {b} = {a + b} is written {(a + b) % p}.", className="hint")]
+
+
+def is_error(children) -> bool:
+    """Whether a message slot holds an ``error_box`` (as Dash sends it back: a dict of the Div's props)."""
+    props = children.get("props") if isinstance(children, dict) else None
+    return isinstance(props, dict) and "error" in str(props.get("className", ""))
+
+
+@callback(Output(ID("dag"), "figure"), Output(ID("tokens"), "children"), Output(ID("drawn"), "data"),
+          Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"), Input(ids.NODE, "data"),
+          Input(ID("message"), "children"), State(ID("drawn"), "data"))
+@safe(lambda msg: (blank(msg, 320), error_box(msg), None))
+def show_state(state, data, _init, node, message, drawn):
+    """The scrubbing callback: a new problem (or a selected node) draws the graph; a new state only patches
+    colours and labels. While the form shows an error, the graph of the previous problem is not shown."""
+    from workbench.app_state import RunKey, get_run
+    from workbench.plots.run import NODE_TRACE, dag_figure, dag_state, label_mask
+
+    if is_error(message):
+        return blank("not run: fix the problem (see the message on the left)", 320), [], None
     key = RunKey.from_json(data)
     run = get_run(key)
     t = run.clamp(state)
-    if drawn == key.digest:  # the figure shows this graph already: send only what changed
-        now = dag_state(run, t)
+    selected = node if isinstance(node, int) and not isinstance(node, bool) and 0 <= node < run.n_nodes else None
+    if drawn == key.digest and ctx.triggered_id == ids.STEP:  # the figure shows this graph already: send what changed
         fig = Patch()
+        now = dag_state(run, t, label_mask(run, selected))
         fig["data"][NODE_TRACE]["marker"]["color"] = now["color"]
         fig["data"][NODE_TRACE]["text"] = now["text"]
+        fig["data"][NODE_TRACE]["hovertext"] = now["hover"]
         fig["layout"]["title"]["text"] = now["title"]
     else:
-        fig = dag_figure(run, t, selected=node if isinstance(node, int) else None)
+        fig = dag_figure(run, t, selected=selected)
     return fig, token_lines(run, t), key.digest
 
 
@@ -151,11 +180,17 @@ def pick_node(click):
 @callback(Output(ID("node"), "children"), Input(ids.NODE, "data"), Input(ids.RUN, "data"), Input(ID("init"), "data"))
 @safe(lambda msg: "")
 def node_detail(node, data, _init):
-    """The selected node's equation and its value in every state."""
+    """The selected node: its equation, parents, children and value in every state (above the graph)."""
     from workbench.app_state import RunKey, get_run
+    from workbench.plots.run import children_of
 
     run = get_run(RunKey.from_json(data))
     if not isinstance(node, int) or not 0 <= node < run.n_nodes:
-        return ""
+        return html.Span("No node selected: click one in the graph.", className="hint")
     history = " → ".join(run.value_label(v) for v in run.values[:, node].tolist())
-    return [html.B(run.equations[node]), f"  (depth {int(run.depth[node])}, true value {int(run.truth[node])}); by state: {history}"]
+    names = lambda nodes: ", ".join(run.names[i] for i in nodes) or "none"  # noqa: E731
+    return [html.Div([html.B(run.equations[node]), f"  depth {int(run.depth[node])}, true value {int(run.truth[node])} "
+                      f"({run.arithmetic})"]),
+            html.Div([html.Span("reads: ", className="parents"), names(run.parents[node]), html.Span(" · read by: ", className="children"),
+                      names(children_of(run)[node])]),
+            html.Div(f"value by state: {history}", className="history")]

@@ -74,14 +74,15 @@ def test_a_run_is_computed_once_and_then_served_from_the_cache(monkeypatch):
     assert len(calls) == 1
     assert run.names == ["a", "b", "c", "d", "e"] and run.truth.tolist() == [3, 4, 7, 10, 10]
     assert run.values.shape == (run.n_steps + 1, 5) and (run.values[0] == run.vocab.empty).all()
-    assert run.copy.shape == (run.n_steps, run.n_layers, run.n_heads, 5)
+    assert run.copy.shape == (run.n_read, run.n_layers, run.n_heads, 5)
+    assert run.n_read == run.n_steps + (1 if run.converged else 0)  # the confirming step read the fixed point
     assert ((run.copy >= 0) & (run.copy + run.lookup <= 1 + 1e-5)).all()
 
 
 def test_step_patterns_reproduce_the_run_and_are_distributions():
     key = S.make_key("default", SMALL)
     run = S.get_run(key)
-    for t in range(run.n_steps):
+    for t in range(run.n_read):
         p = S.step_patterns(key, t)  # [layer, head, node, pos]
         assert p.shape == (run.n_layers, run.n_heads, 5, run.length)
         np.testing.assert_allclose(p.sum(-1), 1, atol=1e-4)
@@ -123,7 +124,7 @@ def test_an_injection_report_names_the_step_value_and_outcome():
     assert "wrote a := 9 into state 1" in text and "Repaired:" in text and "true value 3" in text
     with pytest.raises(WorkbenchError, match="value must be 0..22"):
         S.injection(key, 1, 0, 99)
-    with pytest.raises(WorkbenchError, match="step must be"):
+    with pytest.raises(WorkbenchError, match=r"^the state must be 0\.\.4 \(state 0 is the input"):
         S.injection(key, 999, 0, 1)
 
 
@@ -167,7 +168,7 @@ def test_figures_build_for_a_real_run():
     run = S.get_run(key)
     p = S.step_patterns(key, 1)
     figs = [dag_figure(run, 1, selected=10), pattern_figure(p[0, 0], run, state=1, layer=0, head=0),
-            scores_figure(*run.head_scores(1), title="t"), roles_figure(run), heads_grid_figure(p, state=1),
+            scores_figure(run.head_scores(1), title="t"), roles_figure(run), heads_grid_figure(p, state=1),
             node_attention_figure(p[:, :, 10], run, node=10, state=1), usage_figure(run, factor=3, state=1),
             transition_figure(run, factor=0, state=1), entropy_figure(run), changes_figure(run),
             events_figure(run, state=1), injection_figure(S.injection(key, 1, 3))]
@@ -200,7 +201,7 @@ def test_other_mechanisms_run_and_show_patterns(cfg, tmp_path, monkeypatch):
     key = S.make_key("other", SMALL)
     run = S.get_run(key)
     last = S.pattern_state(run, run.n_steps)
-    assert last == (run.n_steps - 1 if run.looped else 0)
+    assert last == (min(run.n_steps, run.n_read - 1) if run.looped else 0)
     p = S.step_patterns(key, run.n_steps)
     np.testing.assert_allclose(p.sum(-1), 1, atol=1e-4)
     copy, _ = parent_attention(p[0], run.rhs_pos, run.operand_pos, run.parents)
@@ -233,3 +234,77 @@ def test_the_lru_keeps_within_its_count_and_byte_budget_and_computes_each_key_on
     for t in threads:
         t.join()
     assert len(calls) == 1  # six concurrent requests, one computation
+
+
+def test_the_app_counts_steps_as_workbench_solve_does():
+    """One definition of steps: the app's n_steps is solve's iterations; the last state is the fixed point and
+    has the step that read it (the confirming one), so titles and numbers of that step exist."""
+    from workbench.solving import solve
+    from workbench.task.text import parse_problem
+
+    _, hm = S.get_model("default")
+    for text in (SMALL, S.generate_problem("default", 16, 0)):
+        run = S.get_run(S.make_key("default", text))
+        sol = solve(hm.model, parse_problem(text, hm.task))
+        assert run.n_steps == sol.iterations and run.converged
+        assert run.n_read == run.n_steps + 1 and run.reading_step(run.n_steps) == run.n_steps
+        assert len(run.states) == run.n_steps + 1 and (run.states[-1] != run.states[-2]).any()  # no repeated state
+
+
+def test_only_a_written_value_that_was_corrupted_can_be_repaired():
+    """Injecting into a node the run has not written yet, or writing its true value, is not a repair."""
+    key = S.make_key("default", SMALL)
+    run = S.get_run(key)
+    e = run.names.index("e")
+    early = S.injection(key, 0, e, 1)  # e (depth 3) is EMPTY in the input
+    assert not early.was_written and not early.repaired and early.repair_state == -1
+    assert "Repaired: does not apply: the clean run had not written e yet in state 0" in " ".join(early.report())
+    same = S.injection(key, run.n_steps, 0, int(run.truth[0]))
+    assert same.was_written and not same.repaired
+    assert "Repaired: does not apply: the written value is the true value" in " ".join(same.report())
+    late = S.injection(key, run.n_steps, 0, (int(run.truth[0]) + 1) % run.modulus)
+    assert late.was_error and ("Repaired: yes" in " ".join(late.report())) == late.ends_right
+    assert f"(clean run: {run.n_steps})" in " ".join(late.report())
+
+
+def test_views_of_a_128_node_graph_thin_their_labels_instead_of_dropping_or_overprinting_them():
+    from workbench.plots.codebook import usage_figure
+    from workbench.plots.corruption import injection_figure
+    from workbench.plots.run import CHAR_PX, LABEL_PX, dag_figure, dag_layout, neighbourhood
+
+    key = S.make_key("default", S.generate_problem("default", 128, 0))
+    run = S.get_run(key)
+    node = int(np.argmax([len(p) for p in run.parents]))
+    fig = dag_figure(run, run.n_steps, selected=node)
+    text = list(fig.data[1].text)
+    shown = [i for i, label in enumerate(text) if label]
+    assert 30 <= len(shown) < run.n_nodes and all(text[i] for i in neighbourhood(run, node))
+    assert all(h.endswith(f"now: {run.names[i]}={run.value_label(run.values[-1, i])}") for i, h in enumerate(fig.data[1].hovertext))
+    x, y = dag_layout(run.depth)  # no two drawn labels overlap, in the figure's own pixel scale
+    (x0, x1), (y0, y1) = fig.layout.xaxis.range, fig.layout.yaxis.range
+    px, py = (x - x0) / (x1 - x0) * 760, (y1 - y) / (y1 - y0) * (fig.layout.height - 70)
+    for a in shown:
+        for b in shown:
+            if a < b:
+                wide = CHAR_PX * (max(len(run.names[a]), len(run.names[b])) + 4)
+                assert abs(px[a] - px[b]) >= wide or abs(py[a] - py[b]) >= LABEL_PX, (run.names[a], run.names[b])
+    inj = injection_figure(S.injection(key, 2, 100, 1))
+    ticks = list(inj.layout.yaxis.tickvals)
+    assert 40 <= len(ticks) < run.n_nodes and f"100: {run.names[100]}" in ticks
+    usage = usage_figure(run, factor=3, state=1)
+    na = run.code_labels(3).index("N/A")
+    assert usage.data[0].zmax < run.code_usage(3)[:, na].max() and "beyond the scale" in usage.data[0].colorbar.title.text
+    assert list(usage.layout.yaxis.tickvals) == list(usage.data[0].y)  # every code labelled
+
+
+def test_a_run_carries_the_librarys_routing_measures_and_names_the_default_models_lookup_heads():
+    """The app measures with workbench.analysis.routing: on the shipped default the first-layer heads that look
+    values up at the operand tokens are found (the old result-position scores showed 0.00 for every head)."""
+    from workbench.analysis import routing
+
+    run = S.get_run(S.make_key("default", S.generate_problem("default", 16, 2)))
+    assert set(run.routing) == set(routing.MEASURES)
+    assert run.routing["operand_lookup"].shape == (run.n_read, run.n_layers, run.n_heads)
+    lookup = [(r["layer"], r["head"]) for r in run.head_roles() if r["role"] == "lookup"]
+    assert len(lookup) >= 2 and all(layer == 0 for layer, _ in lookup)
+    assert np.nanmax(run.head_scores(2)["operand_lookup"][0]) > 0.7

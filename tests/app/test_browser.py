@@ -4,17 +4,21 @@ clicked on the attention page, and two sessions at once."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
+
+from app.screenshots import VIEWPORT, overflowing, overlaps, tour
 
 pytestmark = pytest.mark.xdist_group("app")
 expect.set_options(timeout=30_000)  # the machine may be busy (training runs beside the tests)
 
 SMALL = "price = 17\ntax = 9\ntotal = price + tax\nshipping = total"
 PAGES = {  # nav link -> (url path, text the page shows once its callbacks ran)
-    "attention": ("/attention", ("#attention-pattern .gtitle", "L0H0 at the step reading state")),
+    "attention": ("/attention", ("#attention-pattern .gtitle", "L0H0 at step")),
     "codebook": ("/codebook", ("#codebook-usage .gtitle", "value codes in use per state")),
     "errors": ("/errors", ("#errors-events .gtitle", "Events of this run")),
     "probes": ("/probes", ("#probes-results", "No probe results for model default yet")),
@@ -40,7 +44,7 @@ def test_every_page_loads_from_the_navigation(page: Page, server_url):
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     open_app(page, server_url)
-    expect(page.locator("#problem-dag .gtitle")).to_contain_text("State 5 of 5")
+    expect(page.locator("#problem-dag .gtitle")).to_contain_text("State 4 of 4")  # depth 3: 4 steps, as solve counts
     for link, (path, (selector, text)) in PAGES.items():
         page.locator(f"#nav-{link}").click()
         expect(page).to_have_url(re.compile(re.escape(path) + "$"))
@@ -178,3 +182,108 @@ def test_a_control_that_starts_work_shows_a_loading_indicator_until_it_is_done(p
     assert float(busy.evaluate("e => getComputedStyle(e).opacity")) < 1
     expect(page.locator("#run-info")).to_contain_text("4 nodes")
     expect(page.locator("[data-dash-is-loading='true']")).to_have_count(0)
+
+
+#: per page of the tour: the labels that must never be drawn over each other
+LABELS = {
+    "problem": ["#problem-dag .textpoint text"],
+    "attention": ["#attention-dag .textpoint text", "#attention-pattern .ytick text", "#attention-node .ytick text"],
+    "codebook": ["#codebook-usage .ytick text", "#codebook-transitions .ytick text"],
+    "errors": ["#errors-events .ytick text", "#errors-fig-a .ytick text"],
+    "probes": [],
+    "generalization": ["#generalization-figure .legendtext"],
+    "training": ["#generalization-training .annotation-text", "#generalization-training .g-gtitle text"],
+}
+
+
+def steps_of(page: Page) -> int:
+    """The run's step count, as the step bar states it."""
+    return int(re.search(r"(\d+) steps", page.locator("#run-info").text_content()).group(1))
+
+
+def test_the_pages_at_n_64_are_readable_and_name_the_step_of_their_numbers(browser, server_url):
+    """The screenshot tour at 1280 px: no clipped control text, no label over another, and every title on the
+    Attention page names the step its numbers come from. With WORKBENCH_SCREENSHOTS=docs it redraws the README's
+    pictures (python -m app.screenshots does the same with the repository's models)."""
+    out = os.environ.get("WORKBENCH_SCREENSHOTS")
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    problems: list = []
+
+    def check(name: str) -> None:
+        page.wait_for_timeout(300)  # plotly draws labels after the figure arrives
+        problems.extend((name, "clipped", text) for text in overflowing(page))
+        for selector in LABELS[name]:
+            problems.extend((name, selector, pair) for pair in overlaps(page, selector))
+        if name == "problem":
+            n = steps_of(page)
+            expect(page.locator("#problem-dag .gtitle")).to_contain_text(f"State {n} of {n}")
+            expect(page.locator("#problem-dag .textpoint text").first).to_be_visible()
+        if name == "attention":
+            n = steps_of(page)  # the slider sits on the last state; the step that read it is step n
+            for graph in ("scores", "grid", "pattern", "node"):
+                expect(page.locator(f"#attention-{graph} .gtitle")).to_contain_text(f"at step {n} (reading state {n})")
+
+    def shoot(name: str) -> None:
+        if out:
+            page.wait_for_timeout(800)
+            page.screenshot(path=str(Path(out) / f"app-{name}.png"))
+
+    try:
+        tour(page, server_url, nodes=64, shoot=shoot, check=check)
+    finally:
+        context.close()
+    assert problems == []
+
+
+def test_a_128_node_graph_thins_its_labels_and_keeps_the_selected_neighbourhood(browser, server_url):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    try:
+        open_app(page, server_url)
+        page.locator("#problem-size").fill("128")
+        page.locator("#problem-generate").click()
+        expect(page.locator("#run-info")).to_contain_text("128 nodes")
+        expect(page.locator("#problem-dag .scatterlayer .trace").nth(1).locator("path.point")).to_have_count(128)
+        labels = page.locator("#problem-dag .textpoint text")
+        assert 30 <= labels.count() <= 128 and overlaps(page, "#problem-dag .textpoint text") == []
+        point = page.locator("#problem-dag .scatterlayer .trace").nth(1).locator("path.point").nth(100)
+        point.scroll_into_view_if_needed()
+        box = point.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        expect(page.locator("#problem-dag .scatterlayer .trace").nth(3)).to_be_attached()  # the ring, parents or children
+        detail = page.locator("#problem-node").text_content()
+        name = detail.split(" = ")[0]
+        expect(page.locator("#problem-dag .textpoint text", has_text=re.compile(f"^{re.escape(name)}="))).to_have_count(1)
+        assert overlaps(page, "#problem-dag .textpoint text") == []
+        page.locator("#nav-errors").click()
+        expect(page.locator("#errors-node")).to_contain_text(" = ")
+        page.locator("#errors-inject").click()
+        expect(page.locator("#errors-report-a")).to_contain_text("Repaired")
+        ticks = page.locator("#errors-fig-a .ytick text")
+        expect(ticks.first).to_be_visible()
+        assert ticks.count() >= 40 and overlaps(page, "#errors-fig-a .ytick text") == []
+    finally:
+        context.close()
+
+
+def test_an_error_replaces_the_graph_and_reports_it_invalidates(page: Page, server_url):
+    open_app(page, server_url)
+    run_problem(page, SMALL)
+    expect(page.locator("#run-info")).to_contain_text("4 nodes")
+    expect(page.locator("#problem-dag .textpoint text").first).to_be_visible()
+    run_problem(page, "a = 3\nb = a / 2")
+    expect(page.locator("#problem-message .error")).to_be_visible()
+    expect(page.locator("#problem-dag")).to_contain_text("not run: fix the problem")
+    expect(page.locator("#problem-dag .textpoint text")).to_have_count(0)
+    expect(page.locator("#problem-tokens .eq")).to_have_count(0)
+    page.locator("#nav-errors").click()
+    expect(page.locator("#errors-node")).to_contain_text(" = ")
+    page.locator("#errors-inject").click()
+    expect(page.locator("#errors-report-a")).to_contain_text("Repaired")
+    page.locator("#errors-state").fill("99")
+    page.locator("#errors-inject").click()
+    expect(page.locator("#errors-inject-message")).to_contain_text("the state must be 0..")
+    expect(page.locator("#errors-report-a")).to_be_empty()
+    expect(page.locator("#errors-fig-a")).to_contain_text("no injection")

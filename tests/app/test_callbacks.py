@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
+import numpy as np
 import pytest
 
 from workbench import app_state as S
@@ -24,6 +26,14 @@ def call(client, outputs, inputs, state=(), changed=()):
     response = client.post("/_dash-update-component", json=payload)
     assert response.status_code in (200, 204), response.data[:500]
     return response.get_json() if response.status_code == 200 else None
+
+
+def array(data) -> np.ndarray:
+    """An array as plotly sends it: a list, or a typed array ``{"dtype", "bdata", "shape"}``."""
+    if isinstance(data, dict) and "bdata" in data:
+        shape = [int(n) for n in str(data.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"])).reshape(shape)
+    return np.asarray(data)
 
 
 def test_a_typo_in_a_pasted_problem_shows_its_line_and_no_traceback(client):
@@ -53,11 +63,12 @@ def test_generating_stores_a_small_key_and_rejects_big_sizes(client):
 def test_scrubbing_patches_the_drawn_graph_and_redraws_a_new_one(client):
     key = S.make_key("default", SMALL)
     outputs = [("problem-dag", "figure"), ("problem-tokens", "children"), ("problem-drawn", "data")]
-    inputs = lambda step: [("step", "value", step), ("run", "data", key.to_json()), ("problem-init", "data", True)]  # noqa: E731
-    first = call(client, outputs, inputs(0), [("node", "data", None), ("problem-drawn", "data", None)], ["run.data"])
+    inputs = lambda step: [("step", "value", step), ("run", "data", key.to_json()), ("problem-init", "data", True),  # noqa: E731
+                           ("node", "data", None), ("problem-message", "children", None)]
+    first = call(client, outputs, inputs(0), [("problem-drawn", "data", None)], ["run.data"])
     assert first["response"]["problem-drawn"]["data"] == key.digest
     assert first["response"]["problem-dag"]["figure"]["data"][1]["name"] == "nodes"
-    patched = call(client, outputs, inputs(2), [("node", "data", None), ("problem-drawn", "data", key.digest)], ["step.value"])
+    patched = call(client, outputs, inputs(2), [("problem-drawn", "data", key.digest)], ["step.value"])
     fig = patched["response"]["problem-dag"]["figure"]
     assert fig.get("__dash_patch_update") and "State 2 of" in json.dumps(fig)
 
@@ -191,3 +202,117 @@ def test_a_preset_runs_in_one_click_and_reports_unsolved_variables_when_there_ar
     assert ("unsolved" in message) == (run.unsolved > 0)
     nothing = call(client, [("run", "data"), ("problem-message", "children")], inputs(None), state, ["problem-preset.value"])
     assert nothing is None  # clearing the preset changes nothing
+
+
+def test_the_attention_pages_titles_and_scores_come_from_one_step(client):
+    """At the last state the step shown is the step that read it, in every title and number."""
+    key = S.make_key("default", SMALL)
+    run = S.get_run(key)
+    got = call(client, [("attention-scores", "figure"), ("attention-grid", "figure"), ("attention-message", "children")],
+               [("step", "value", run.n_steps), ("run", "data", key.to_json()), ("attention-init", "data", True)],
+               changed=["step.value"])["response"]
+    t = run.n_steps
+    scores, grid = got["attention-scores"]["figure"], got["attention-grid"]["figure"]
+    assert f"at step {t} (reading state {t})" in scores["layout"]["title"]["text"]
+    assert f"at step {t} (reading state {t})" in grid["layout"]["title"]["text"]
+    measures = run.head_scores(t)
+    for panel, m in enumerate(("operand_lookup", "gather", "induction")):
+        np.testing.assert_allclose(array(scores["data"][panel]["z"]), measures[m], atol=1e-6)
+    assert got["attention-message"]["children"] == ""
+
+
+def test_an_error_on_the_problem_page_hides_the_previous_graph(client):
+    key = S.make_key("default", SMALL)
+    error = {"type": "Div", "namespace": "dash_html_components",
+             "props": {"children": "line 2: unsupported operator", "className": "message error", "role": "alert"}}
+    got = call(client, [("problem-dag", "figure"), ("problem-tokens", "children"), ("problem-drawn", "data")],
+               [("step", "value", 2), ("run", "data", key.to_json()), ("problem-init", "data", True), ("node", "data", None),
+                ("problem-message", "children", error)], [("problem-drawn", "data", key.digest)],
+               ["problem-message.children"])["response"]
+    figure = got["problem-dag"]["figure"]
+    assert "not run" in json.dumps(figure["layout"]["annotations"]) and not figure["data"]
+    assert got["problem-tokens"]["children"] == [] and got["problem-drawn"]["data"] is None
+
+
+def test_a_failed_injection_clears_the_previous_reports_and_names_the_state(client):
+    key = S.make_key("default", SMALL)
+    outputs = [("errors-report-a", "children"), ("errors-fig-a", "figure"), ("errors-report-b", "children"),
+               ("errors-fig-b", "figure"), ("errors-inject-message", "children")]
+    got = call(client, outputs, [("errors-inject", "n_clicks", 2)],
+               [("run", "data", key.to_json()), ("errors-state", "value", 99), ("errors-node", "value", 0),
+                ("errors-value", "value", 5), ("errors-other", "value", "(none)")], ["errors-inject.n_clicks"])["response"]
+    assert got["errors-report-a"]["children"] is None and got["errors-report-b"]["children"] is None
+    assert not got["errors-fig-a"]["figure"]["data"]
+    assert "the state must be 0..4" in json.dumps(got["errors-inject-message"]) and "step must" not in json.dumps(got)
+
+
+def test_the_problem_page_and_the_step_bar_show_the_models_arithmetic_and_the_step_definition(client):
+    got = call(client, [("problem-arithmetic", "children")], [("problem-model", "value", "default")])
+    assert "Arithmetic mod 23" in json.dumps(got) and "is written" in json.dumps(got)
+    info = json.dumps(call(client, [("step", "max"), ("step", "marks"), ("step", "value"), ("run-info", "children")],
+                           [("run", "data", S.make_key("default", SMALL).to_json())], changed=["run.data"]))
+    assert "mod 23, operations +" in info and "4 steps, reached a fixed point" in info
+    assert "what `workbench solve` prints as iterations" in info
+
+
+def test_a_selected_node_is_highlighted_with_its_parents_and_children(client):
+    key = S.make_key("default", SMALL)
+    run = S.get_run(key)
+    c = run.names.index("c")
+    got = call(client, [("problem-dag", "figure"), ("problem-tokens", "children"), ("problem-drawn", "data")],
+               [("step", "value", 2), ("run", "data", key.to_json()), ("problem-init", "data", True), ("node", "data", c),
+                ("problem-message", "children", None)], [("problem-drawn", "data", key.digest)], ["node.data"])["response"]
+    names = [trace.get("name") for trace in got["problem-dag"]["figure"]["data"]]
+    assert names == ["edges", "nodes", "selected", "parents", "children"]
+    detail = json.dumps(call(client, [("problem-node", "children")],
+                             [("node", "data", c), ("run", "data", key.to_json()), ("problem-init", "data", True)]))
+    assert "c = a + b" in detail and "reads: " in detail and "a, b" in detail and "read by: " in detail and "d" in detail
+
+
+def test_the_probes_page_is_a_report_with_contents_the_comparison_first_and_readable_labels(client, monkeypatch):
+    def result(analysis, title, summary, params=None):
+        return {"schema": "workbench-analysis/1", "analysis": analysis, "title": title, "model": {"training": {}},
+                "params": params or {}, "summary": summary, "results": {}}
+
+    saved = {"default": [("probes.json", result("probes", "Linear probes", {"value@rhs acc": 0.912345, "by step": [0.5, 1.0]},
+                                                {"model": "default", "depth_cap": 6}))],
+             "tiny": [("probes.json", result("probes", "Linear probes", {"value@rhs acc": 0.25}))]}
+    monkeypatch.setattr(S, "probe_results", lambda model: saved.get(model, []))
+    page = call(client, [("probes-results", "children")], [("probes-model", "value", "default")])["response"]
+    children = page["probes-results"]["children"]
+    assert children[0]["props"]["id"] == "probes-contents"
+    text = json.dumps(children)
+    assert text.index("Comparison across models") < text.index("Linear probes read each node's value")
+    assert "0.912" in text and "0.912345" not in text and "0.5, 1" in text and "depth cap 6" in text
+    assert [th["props"]["children"] for th in children[1]["props"]["children"][2]["props"]["children"][0]["props"]["children"]][2:] == ["default", "tiny"]
+    saved["default"].append(("circuits.json", result("circuits", "Circuits compared", {"same circuit": True})))
+    first = call(client, [("probes-results", "children")], [("probes-model", "value", "default")])["response"]
+    text = json.dumps(first["probes-results"]["children"])
+    assert text.index("Circuits compared") < text.index("Linear probes read") and "Comparison across models" not in text
+
+
+def test_the_quick_analyses_start_only_from_the_offered_button_and_report_progress(client, dash_app, monkeypatch):
+    """The button carries a one-time token (a stray request cannot start work); progress is polled until done."""
+    from app import jobs
+
+    ran = []
+    monkeypatch.setattr(jobs, "_JOBS", {})
+    monkeypatch.setattr(jobs, "_run", lambda job: ran.append(job.model) or setattr(job, "done", job.total)
+                        or setattr(job, "finished", True))
+    page = json.dumps(call(client, [("probes-results", "children")], [("probes-model", "value", "default")]))
+    assert "Run the quick analyses" in page
+    token = json.loads(page)["response"]["probes-results"]["children"]["props"]["children"][3]["props"]["data"]
+    outputs = [("probes-poll", "disabled"), ("probes-progress", "children")]
+    stray = call(client, outputs, [("probes-run-quick", "n_clicks", 1)], [("probes-offer", "data", "guessed")])
+    assert "expired" in json.dumps(stray) and ran == []
+    started = call(client, outputs, [("probes-run-quick", "n_clicks", 1)], [("probes-offer", "data", token)])
+    assert ran == ["default"] and "3/3 done" in json.dumps(started)
+    again = call(client, outputs, [("probes-run-quick", "n_clicks", 2)], [("probes-offer", "data", token)])
+    assert "expired" in json.dumps(again) and ran == ["default"]  # one token, one run
+    key = next(k for k in dash_app.callback_map if "probes-results.children@" in k)  # outputs that allow duplicates
+    outputs = [{"id": o.split(".")[0], "property": o.split(".")[1].split("@")[0]} for o in key.strip(".").split("...")]
+    response = client.post("/_dash-update-component", json={
+        "output": key, "outputs": outputs, "inputs": [{"id": "probes-poll", "property": "n_intervals", "value": 1}],
+        "state": [{"id": "probes-model", "property": "value", "value": "default"}], "changedPropIds": ["probes-poll.n_intervals"]})
+    done = response.get_json()["response"]
+    assert done["probes-poll"]["disabled"] is True and "No probe results" in json.dumps(done["probes-results"])

@@ -107,8 +107,14 @@ def to_plotly(fig: Figure):
     from plotly.subplots import make_subplots
 
     cols = min(fig.cols, len(fig.panels)) or 1
-    out = make_subplots(rows=fig.rows, cols=cols, subplot_titles=[p.title for p in fig.panels],
-                        horizontal_spacing=0.12, vertical_spacing=min(0.12, 0.5 / fig.rows))
+    titles = [wrap_title(p.title, int(PLOTLY_WIDTH_PX / cols / 7.5)) for p in fig.panels]
+    lines = max((t.count("<br>") + 1 for t in titles), default=1)
+    height = (330 + 18 * (lines - 1)) * fig.rows + 80
+    plot = height - 100 - 90  # margins: title above, legend below
+    # between rows: the upper panel's tick labels and x title, then the lower panel's (wrapped) title, in pixels
+    gap = min(0.3, (70 + 18 * lines) / plot) if fig.rows > 1 else 0.0
+    out = make_subplots(rows=fig.rows, cols=cols, subplot_titles=titles,
+                        horizontal_spacing=0.12, vertical_spacing=gap)
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf"]
     for i, p in enumerate(fig.panels):
@@ -138,9 +144,24 @@ def to_plotly(fig: Figure):
                 out.update_yaxes(range=[p.ymin, p.ymax], **at)
         out.update_xaxes(title_text=p.xlabel, **at)
         out.update_yaxes(title_text=p.ylabel, **at)
-    out.update_layout(title=fig.title, template="plotly_white", height=330 * fig.rows + 80, barmode="group",
-                      legend={"orientation": "h", "y": -0.08})
+    out.update_annotations(font={"size": 13})  # the subplot titles
+    out.update_layout(title=fig.title, template="plotly_white", height=height, barmode="group",
+                      margin={"t": 100, "b": 90}, legend={"orientation": "h", "y": -50 / plot, "yanchor": "top"})
     return out
+
+
+PLOTLY_WIDTH_PX = 1150  # the width a figure is laid out for (the app's pages at 1280 px; HTML reports)
+
+
+def wrap_title(title: str, width: int) -> str:
+    """``title`` broken into lines of at most ``width`` characters (``<br>``), so neighbouring subplot titles never meet.
+
+    >>> wrap_title("Probe accuracy after the last layer, by step", 20)
+    'Probe accuracy after<br>the last layer, by<br>step'
+    """
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(title, max(width, 8))) or title
 
 
 def write_html(figs: list[Figure], path: str | Path, *, title: str, intro: str = "") -> None:

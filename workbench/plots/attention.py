@@ -19,12 +19,21 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.plots.common import empty_figure
+from workbench.plots.common import category_axis, empty_figure
 from workbench.run_view import RunView
 
 
 def head_label(layer: int, head: int) -> str:
     return f"L{layer}H{head}"
+
+
+def at_step(step: int) -> str:
+    """The one phrase every attention title uses, so a title's step is the step its numbers come from.
+
+    >>> at_step(4)
+    'at step 4 (reading state 4)'
+    """
+    return f"at step {step} (reading state {step})"
 
 
 def _parent_marks(run: RunView, nodes: list[int]) -> tuple[list, list, list, list]:
@@ -64,27 +73,32 @@ def pattern_figure(rows: np.ndarray, run: RunView, *, state: int, layer: int, he
                    hoverinfo="skip", marker={"symbol": "circle-open", "size": 8, "color": "#d62728", "line": {"width": 1.5}}),
     ])
     short = run.length <= 80
+    height = int(min(1000, max(320, 100 + 12 * run.n_nodes)))
     fig.update_layout(
-        title={"text": f"{head_label(layer, head)} at the step reading state {state}: rows = each node's defining position",
+        title={"text": f"{head_label(layer, head)} {at_step(state)}: rows = each node's defining position",
                "font": {"size": 14}},
-        template="plotly_white", height=int(min(900, max(320, 100 + 12 * run.n_nodes))),
+        template="plotly_white", height=height,
         margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
         xaxis={"title": "key position", "type": "category", "showticklabels": short, "tickangle": -60, "tickfont": {"size": 9}},
-        yaxis={"type": "category", "autorange": "reversed", "showticklabels": run.n_nodes <= 64, "tickfont": {"size": 9}},
+        yaxis=category_axis(names, (height - 150) / max(run.n_nodes, 1), autorange="reversed", tickfont={"size": 9}),
         clickmode="event")
     return fig
 
 
-def scores_figure(copy: np.ndarray, lookup: np.ndarray, *, title: str) -> go.Figure:
-    """Two layer x head heatmaps: attention mass onto a node's own operand tokens, and onto its parents' values."""
-    n_layers, n_heads = copy.shape
-    fig = make_subplots(1, 2, subplot_titles=("onto its own operand tokens (copy)", "onto its parents' defining positions (lookup)"),
-                        horizontal_spacing=0.08)
-    for col, z in ((1, copy), (2, lookup)):
-        fig.add_trace(go.Heatmap(z=z, x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(n_layers)],
-                                 zmin=0, zmax=1, colorscale="Viridis", showscale=col == 2, texttemplate="%{z:.2f}",
+MEASURE_TITLES = {"operand_lookup": "operand token → its definition (lookup)",
+                  "gather": "result → its own operand tokens (gather)",
+                  "induction": "result → its parents' definitions (induction)"}
+
+
+def scores_figure(scores: dict[str, np.ndarray], *, title: str) -> go.Figure:
+    """Layer x head heatmaps of the routing measures (``workbench.analysis.routing``): lookup, gather, induction."""
+    shown = [m for m in MEASURE_TITLES if m in scores]
+    n_layers, n_heads = scores[shown[0]].shape
+    fig = make_subplots(1, len(shown), subplot_titles=[MEASURE_TITLES[m] for m in shown], horizontal_spacing=0.06)
+    for col, m in enumerate(shown, 1):
+        fig.add_trace(go.Heatmap(z=scores[m], x=[f"H{h}" for h in range(n_heads)], y=[f"L{l}" for l in range(n_layers)],
+                                 zmin=0, zmax=1, colorscale="Viridis", showscale=col == len(shown), texttemplate="%{z:.2f}",
                                  hovertemplate="%{y} %{x}: %{z:.3f}<extra></extra>"), 1, col)
-    for col in (1, 2):
         fig.update_yaxes(autorange="reversed", row=1, col=col)
     fig.update_layout(title={"text": title, "font": {"size": 14}}, template="plotly_white",
                       height=max(200, 110 + 45 * n_layers), margin={"l": 10, "r": 10, "t": 60, "b": 10}, clickmode="event")
@@ -92,20 +106,19 @@ def scores_figure(copy: np.ndarray, lookup: np.ndarray, *, title: str) -> go.Fig
 
 
 def roles_figure(run: RunView) -> go.Figure:
-    """Head roles across steps: copy and lookup scores of every head (rows) at every step (columns)."""
-    if run.copy is None or not len(run.copy):
+    """Head roles across steps: the lookup, gather and induction mass of every head (rows) at every step (columns)."""
+    if run.routing is None or not len(run.routing["operand_lookup"]):
         return empty_figure("no attention scores for this run")
-    inner = np.array([bool(p) for p in run.parents]) if any(run.parents) else np.ones(run.n_nodes, bool)
-    copy = run.copy[..., inner].mean(-1).reshape(run.n_steps, -1).T  # [layer * head, step]
-    look = run.lookup[..., inner].mean(-1).reshape(run.n_steps, -1).T
     heads = [head_label(l, h) for l in range(run.n_layers) for h in range(run.n_heads)]
-    fig = make_subplots(1, 2, subplot_titles=("copy score by step", "lookup score by step"), horizontal_spacing=0.08)
-    for col, z in ((1, copy), (2, look)):
-        fig.add_trace(go.Heatmap(z=z, x=list(range(run.n_steps)), y=heads, zmin=0, zmax=1, colorscale="Viridis",
-                                 showscale=col == 2, hovertemplate="%{y} step %{x}: %{z:.3f}<extra></extra>"), 1, col)
-        fig.update_xaxes(title_text="step", row=1, col=col, dtick=1 if run.n_steps <= 30 else None)
-        fig.update_yaxes(autorange="reversed", row=1, col=col)
-    fig.update_layout(title={"text": "Head roles across steps (mean over the nodes that have parents)", "font": {"size": 14}},
+    steps = len(run.routing["operand_lookup"])
+    fig = make_subplots(1, 3, subplot_titles=[f"{MEASURE_TITLES[m]} by step" for m in MEASURE_TITLES], horizontal_spacing=0.06)
+    for col, m in enumerate(MEASURE_TITLES, 1):
+        z = run.routing[m].reshape(steps, -1).T  # [layer * head, step]
+        fig.add_trace(go.Heatmap(z=z, x=list(range(steps)), y=heads, zmin=0, zmax=1, colorscale="Viridis",
+                                 showscale=col == 3, hovertemplate="%{y} step %{x}: %{z:.3f}<extra></extra>"), 1, col)
+        fig.update_xaxes(title_text="step", row=1, col=col, dtick=1 if steps <= 30 else None)
+        fig.update_yaxes(autorange="reversed", row=1, col=col, showticklabels=col == 1)
+    fig.update_layout(title={"text": "Head roles across steps (blank: no such query at that step)", "font": {"size": 14}},
                       template="plotly_white", height=max(260, 90 + 16 * len(heads)), margin={"l": 10, "r": 10, "t": 60, "b": 30})
     return fig
 
@@ -149,7 +162,7 @@ def heads_grid_figure(patterns: np.ndarray, *, state: int, max_columns: int = 32
             layout[f"yaxis{sfx}"] = {"domain": [y0, y1], "anchor": f"x{sfx}", "visible": False, "autorange": "reversed"}
             notes.append({"text": head_label(l, h), "x": (x0 + x1) / 2, "y": y1, "xref": "paper", "yref": "paper",
                           "showarrow": False, "yanchor": "bottom", "font": {"size": 10}})
-    layout.update(title={"text": f"Every head at the step reading state {state} (darker = more attention; click one)",
+    layout.update(title={"text": f"Every head {at_step(state)} (darker = more attention; click one)",
                          "font": {"size": 14}}, template="plotly_white", height=90 + 120 * n_layers,
                   margin={"l": 10, "r": 10, "t": 60, "b": 10}, clickmode="event", annotations=notes)
     return go.Figure({"data": data, "layout": layout})
@@ -174,7 +187,7 @@ def node_attention_figure(rows: np.ndarray, run: RunView, *, node: int, state: i
                                  marker={"symbol": symbol, "size": 7, "color": color, "line": {"width": 1.5, "color": color}}))
     short = hi - lo <= 80
     fig.update_layout(
-        title={"text": f"What {run.names[node]} ({run.equations[node]}) reads at the step reading state {state}",
+        title={"text": f"What {run.names[node]} ({run.equations[node]}) reads {at_step(state)}",
                "font": {"size": 14}},
         template="plotly_white", height=max(260, 90 + 16 * len(heads)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
         xaxis={"tickmode": "array" if short else "auto", "tickvals": list(range(lo, hi)) if short else None,
@@ -183,4 +196,4 @@ def node_attention_figure(rows: np.ndarray, run: RunView, *, node: int, state: i
     return fig
 
 
-__all__ = ["head_label", "position_labels", "pattern_figure", "scores_figure", "roles_figure", "heads_grid_figure", "node_attention_figure"]
+__all__ = ["MEASURE_TITLES", "head_label", "at_step", "position_labels", "pattern_figure", "scores_figure", "roles_figure", "heads_grid_figure", "node_attention_figure"]

@@ -25,21 +25,38 @@ def _layout(fig: go.Figure, title: str, height: int, **kw) -> go.Figure:
     return fig
 
 
+def always_present(run: RunView, factor: int) -> list[int]:
+    """The codes that fill most positions in every state (N/A, and EMPTY of the value factor): left out of the
+    colour scale, or they would wash out every other code."""
+    sizes = run.vocab.sizes[factor]
+    return {0: [], 1: [sizes - 1], 2: [sizes - 1], 3: [run.vocab.value_na, run.vocab.empty]}.get(factor, [])
+
+
 def usage_figure(run: RunView, *, factor: int, state: int | None = None) -> go.Figure:
-    """State x code heatmap of how many positions hold each code of ``factor`` (codes never used are left out)."""
+    """State x code heatmap of how many positions hold each code of ``factor`` (codes never used are left out).
+
+    The colour scale ends at the largest count of the informative codes; the always-present codes (N/A,
+    EMPTY) saturate it, and the colour bar says so (hover gives every count)."""
+    from workbench.plots.common import category_axis
+
     counts = run.code_usage(factor)  # [state, code]
     used = np.nonzero(counts.sum(0))[0]
     labels = run.code_labels(factor)
-    fig = go.Figure(go.Heatmap(z=counts[:, used].T, x=list(range(run.n_steps + 1)), y=[labels[c] for c in used],
+    ignored = [c for c in always_present(run, factor) if c in used]
+    rest = [c for c in used if c not in ignored]
+    zmax = max(int(counts[:, rest].max()) if rest else int(counts.max()), 1)
+    bar = "positions" + (f"<br>({' and '.join(labels[c] for c in ignored)}<br>beyond the scale)" if ignored else "")
+    rows = [labels[c] for c in used]
+    height = int(min(800, max(280, 110 + 16 * len(used))))
+    fig = go.Figure(go.Heatmap(z=counts[:, used].T, x=list(range(run.n_steps + 1)), y=rows, zmin=0, zmax=zmax,
                                colorscale="Blues", hovertemplate="state %{x}, code %{y}: %{z} positions<extra></extra>",
-                               colorbar={"title": "positions", "thickness": 12}))
+                               colorbar={"title": {"text": bar, "font": {"size": 10}}, "thickness": 12}))
     if state is not None:
         fig.add_vline(x=run.clamp(state), line={"color": "#d62728", "width": 2, "dash": "dot"})
     unused = counts.shape[1] - len(used)
-    return _layout(fig, f"{FACTORS[factor]} codes in use per state ({len(used)} used, {unused} never)",
-                   int(min(700, max(280, 90 + 14 * len(used)))),
+    return _layout(fig, f"{FACTORS[factor]} codes in use per state ({len(used)} used, {unused} never)", height,
                    xaxis={"title": "state (0 = input)", "dtick": 1 if run.n_steps <= 30 else None},
-                   yaxis={"type": "category", "autorange": "reversed", "showticklabels": len(used) <= 60})
+                   yaxis=category_axis(rows, (height - 80) / max(len(used), 1), autorange="reversed", tickfont={"size": 10}))
 
 
 def entropy_figure(run: RunView, *, state: int | None = None) -> go.Figure:
@@ -81,11 +98,14 @@ def transition_figure(run: RunView, *, factor: int, state: int) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=np.log1p(sub), x=[labels[c] for c in used], y=[labels[c] for c in used],
                                customdata=sub, colorscale="Blues", showscale=False,
                                hovertemplate="%{y} -> %{x}: %{customdata} positions<extra></extra>"))
-    return _layout(fig, f"{FACTORS[factor]}: state {t} -> {t + 1} ({changed} positions changed code)",
-                   int(min(600, max(300, 120 + 12 * len(used)))),
-                   xaxis={"title": f"code in state {t + 1}", "type": "category", "showticklabels": len(used) <= 60},
-                   yaxis={"title": f"code in state {t}", "type": "category", "autorange": "reversed",
-                          "showticklabels": len(used) <= 60})
+    from workbench.plots.common import category_axis
+
+    rows = [labels[c] for c in used]
+    height = int(min(800, max(300, 120 + 14 * len(used))))
+    return _layout(fig, f"{FACTORS[factor]}: state {t} -> {t + 1} ({changed} positions changed code)", height,
+                   xaxis=category_axis(rows, 480 / max(len(used), 1), title=f"code in state {t + 1}", tickfont={"size": 10}),
+                   yaxis=category_axis(rows, (height - 80) / max(len(used), 1), title=f"code in state {t}",
+                                       autorange="reversed", tickfont={"size": 10}))
 
 
-__all__ = ["usage_figure", "entropy_figure", "changes_figure", "transition_figure", "EVENT_COLORS", "EVENT_KINDS"]
+__all__ = ["always_present", "usage_figure", "entropy_figure", "changes_figure", "transition_figure", "EVENT_COLORS", "EVENT_KINDS"]

@@ -18,6 +18,13 @@ EVENT_SYMBOLS = {"written right": "circle", "written wrong": "x", "corrected": "
                  "rewritten wrong": "triangle-up"}
 
 
+def legend_below(fig: go.Figure) -> dict:
+    """Layout keys that put the legend under the x axis title, in pixels (paper units would collide at some heights)."""
+    height = fig.layout.height or 450
+    plot = height - 40 - 100
+    return {"margin": {"l": 10, "r": 10, "t": 40, "b": 100}, "legend": {"orientation": "h", "y": -48 / plot, "yanchor": "top"}}
+
+
 def events_figure(run: RunView, *, state: int | None = None) -> go.Figure:
     """Node x state statuses of the run, with every change of a node's value marked at the state it appears in."""
     counts = {kind: 0 for kind in EVENT_KINDS}
@@ -36,8 +43,7 @@ def events_figure(run: RunView, *, state: int | None = None) -> go.Figure:
             hovertemplate=[f"{run.names[e.node]}: {run.value_label(e.before)} -> {run.value_label(e.after)} "
                            f"({kind}) in state {e.state}<extra></extra>" for e in events]))
     summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "no value changed"
-    fig.update_layout(title={"text": f"Events of this run: {summary}"}, showlegend=True,
-                      legend={"orientation": "h", "y": -0.15})
+    fig.update_layout(title={"text": f"Events of this run: {summary}"}, showlegend=True, **legend_below(fig))
     return fig
 
 
@@ -50,7 +56,7 @@ def injection_figure(view, *, title: str | None = None) -> go.Figure:
 
     label = lambda code: value_label(int(code), view.vocab)  # noqa: E731
     hover = status_hover(view.corrupted, view.truth, view.names, label)
-    fig = status_heatmap(view.status(), view.names, hover=hover,
+    fig = status_heatmap(view.status(), view.names, hover=hover, keep=(view.node,),
                          title=title or f"{view.model}: after writing {view.name} := {view.value} into state {view.state}")
     n = min(len(view.clean), len(view.corrupted))
     diff_t, diff_n = (view.clean[:n] != view.corrupted[:n]).nonzero()
@@ -63,7 +69,7 @@ def injection_figure(view, *, title: str | None = None) -> go.Figure:
     if view.repair_state >= 0:
         fig.add_vline(x=view.repair_state, line={"color": "#2ca02c", "width": 2, "dash": "dash"},
                       annotation_text="repaired", annotation_position="top")
-    fig.update_layout(showlegend=True, legend={"orientation": "h", "y": -0.15})
+    fig.update_layout(showlegend=True, **legend_below(fig))
     return fig
 
 

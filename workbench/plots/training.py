@@ -82,16 +82,48 @@ def training_figure(runs: dict[str, Events], *, title: str = "Training curves") 
                                      marker={"symbol": MARKERS[j % len(MARKERS)][1]}),
                           row=3, col=1)
     main = next(iter(runs.values()), [])
-    for step, phase in phase_starts(main):
+    starts = phase_starts(main)
+    steps = [e["step"] for events in runs.values() for e in events if isinstance(e.get("step"), (int, float))]
+    rows = phase_rows(starts, (min(steps), max(steps)) if steps else (0, 1))
+    for (step, phase), row in zip(starts, rows):
         fig.add_vline(x=step, line={"color": "grey", "width": 1, "dash": "dot"})
-        fig.add_annotation(x=step, y=1.0, yref="paper", text=phase, textangle=-90, showarrow=False,
-                           xanchor="left", yanchor="top", font={"size": 9, "color": "grey"})
+        fig.add_annotation(x=step, y=1.0, yref="paper", text=phase, showarrow=False, xanchor="left", yanchor="bottom",
+                           yshift=PHASE_ROW_PX * (row + 1) + 4, font={"size": PHASE_FONT_PX, "color": "#555"})
+    band = PHASE_ROW_PX * (max(rows) + 2) if rows else 0
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=2, col=1)
     fig.update_yaxes(range=[-2, 102], row=3, col=1)
     fig.update_xaxes(title_text="training step", row=3, col=1)
-    fig.update_layout(title=title, template="plotly_white", height=900, legend={"font": {"size": 9}})
+    fig.update_layout(title=title, template="plotly_white", height=900 + band, legend={"font": {"size": 10}},
+                      margin={"t": 70 + band})
     return fig
+
+
+PHASE_FONT_PX, PHASE_ROW_PX = 12, 17
+PLOT_WIDTH_PX = 1000  # the width phase labels are packed for (the app's page is about this wide at 1280 px)
+
+
+def phase_rows(starts: list[tuple[int, str]], span: tuple[float, float], width_px: float = PLOT_WIDTH_PX) -> list[int]:
+    """The row of each phase label above the plot: labels are horizontal and readable, so neighbours that would
+    overlap go one row up (greedy, estimated text widths).
+
+    >>> phase_rows([(0, "copy"), (10, "add"), (500, "grow")], (0, 1000))
+    [0, 1, 0]
+    """
+    lo, hi = span
+    px = width_px / max(hi - lo, 1)
+    ends: list[float] = []  # per row, where its last label ends (pixels)
+    rows = []
+    for step, phase in starts:
+        x0 = (step - lo) * px
+        x1 = x0 + 0.62 * PHASE_FONT_PX * len(phase) + 10
+        row = next((r for r, end in enumerate(ends) if end <= x0), len(ends))
+        if row == len(ends):
+            ends.append(x1)
+        else:
+            ends[row] = x1
+        rows.append(row)
+    return rows
 
 
 def save_training_png(runs: dict[str, Events], path: str | Path, *, title: str = "Training curves") -> None:
