@@ -41,7 +41,7 @@ from workbench.hooks.caching import cache_run
 from workbench.hooks.guard import MODEL_LOCK
 from workbench.hooks.inputs import as_tensor_input
 from workbench.hooks.packed import n_packed, pack, sequence_text, token_label, unpack
-from workbench.hooks.step_weights import BlockView, LayerNormView, layer_norm_scale
+from workbench.hooks.step_weights import BlockView, Circuits, LayerNormView, layer_norm_scale
 from workbench.task.config import ALL_OPERATIONS
 from workbench.task.vocab import FACTORS, SYNTAX_NAMES
 
@@ -130,7 +130,7 @@ def with_ln_scales(cache: dict[str, Tensor], n_layers: int, eps: float) -> dict[
     return out
 
 
-class StepView(HookedRootModule):
+class StepView(Circuits, HookedRootModule):
     """Loop step ``step`` of ``hm``'s model as a HookedTransformer-style model (see the module docstring).
 
     >>> from workbench.hooks import hooked
@@ -222,20 +222,6 @@ class StepView(HookedRootModule):
     b_in = property(lambda self: self._stack("mlp", "b_in"))  # [layer, d_mlp]
     W_out = property(lambda self: self._stack("mlp", "W_out"))  # [layer, d_mlp, d_model]
     b_out = property(lambda self: self._stack("mlp", "b_out"))  # [layer, d_model]
-
-    @property
-    def QK(self):
-        """``W_Q @ W_K^T`` of every layer and head, a ``FactoredMatrix`` [layer, head, d_model, d_model]."""
-        from transformer_lens import FactoredMatrix
-
-        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
-
-    @property
-    def OV(self):
-        """``W_V @ W_O`` of every layer and head, a ``FactoredMatrix`` [layer, head, d_model, d_model]."""
-        from transformer_lens import FactoredMatrix
-
-        return FactoredMatrix(self.W_V, self.W_O)
 
     @property
     def W_E(self) -> Tensor:

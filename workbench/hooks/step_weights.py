@@ -33,6 +33,25 @@ def layer_norm_scale(x: Tensor, eps: float) -> Tensor:
     return (x.var(-1, unbiased=False, keepdim=True) + eps).sqrt()
 
 
+class Circuits:
+    """TransformerLens's ``QK`` and ``OV`` from ``W_Q``/``W_K``/``W_V``/``W_O``, as ``FactoredMatrix``es
+    ([head, d_model, d_model] on one attention layer, [layer, head, ...] on a whole step view)."""
+
+    @property
+    def QK(self):
+        """``W_Q @ W_K^T``."""
+        from transformer_lens import FactoredMatrix
+
+        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
+
+    @property
+    def OV(self):
+        """``W_V @ W_O``."""
+        from transformer_lens import FactoredMatrix
+
+        return FactoredMatrix(self.W_V, self.W_O)
+
+
 class LayerNormView(nn.Module):
     """A LayerNorm of the shared stack: ``LNPre`` (centre and scale only) when folded, else the model's own."""
 
@@ -68,7 +87,7 @@ def _fold_in(ln: nn.LayerNorm, W: Tensor, b: Tensor, fold: bool) -> tuple[Tensor
     return w[:, None] * W, b + torch.einsum("m,...mo->...o", shift, W)
 
 
-class AttnView(nn.Module):
+class AttnView(Circuits, nn.Module):
     """One attention layer at one step: TransformerLens's hook points and per-head weights ``[head, ...]``."""
 
     def __init__(self, block: Block, fold: bool) -> None:
@@ -104,19 +123,6 @@ class AttnView(nn.Module):
         with torch.no_grad():
             return self._block.attn.position_bias(n_pos).detach().clone()
 
-    @property
-    def QK(self):
-        """``W_Q @ W_K^T`` per head, as TransformerLens's ``FactoredMatrix`` [head, d_model, d_model]."""
-        from transformer_lens import FactoredMatrix
-
-        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
-
-    @property
-    def OV(self):
-        """``W_V @ W_O`` per head, as TransformerLens's ``FactoredMatrix`` [head, d_model, d_model]."""
-        from transformer_lens import FactoredMatrix
-
-        return FactoredMatrix(self.W_V, self.W_O)
 
 
 class MLPView(nn.Module):
