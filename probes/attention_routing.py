@@ -3,7 +3,7 @@
 lookup, gather and induction masses, head roles, and the causal check of each role (head and group ablations,
 the lookup -> gather path test).
 
-    python probes/attention_routing.py --model default [--count 128 --nodes 16 --threshold 0.3]
+    python probes/attention_routing.py --model default [--count 256 --nodes 16 --threshold 0.3]
 
 Writes models/<name>/probes/routing.json (+ PNG, HTML); see workbench/analysis/routing.py.
 """

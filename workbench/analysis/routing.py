@@ -43,6 +43,8 @@ ROLE_OF = {"operand_lookup": "lookup", "gather": "gather", "induction": "inducti
 ROLE_THRESHOLD = 0.3
 """Mean attention mass on a measure's keys that makes a head serve that role (uniform attention over a
 typical N = 16 sequence puts < 0.05 on any one of them)."""
+ABLATION_GRAPHS = 64
+"""Graphs the causal checks of ``run`` use (the measures use all)."""
 USED_DROP = 0.02
 """Frontier-accuracy drop (ablated vs clean) below which a head 'attends, not used'."""
 MAX_SLOTS = 3
@@ -406,11 +408,12 @@ def causal_verdicts(roles: list[dict], effects: dict, group_drops: dict[str, flo
 # ------------------------------------------------------------------------------------------ the probe
 def run(model, *, n_nodes: int = 16, count: int = 128, depth_cap: int | None = 6, n_steps: int | None = None,
         mode: str = "teacher", threshold: float = ROLE_THRESHOLD, seed: int = 0, batch_size: int = 32,
-        progress: bool = False) -> tuple[dict, dict]:
+        ablation_graphs: int = ABLATION_GRAPHS, progress: bool = False) -> tuple[dict, dict]:
     """Routing of every head at every step, roles, ablation effects and the lookup -> gather path test.
 
     ``mode`` ``teacher``: each step reads the teacher state (what the step's role is meant to be on);
-    ``free``: each step reads the model's own previous state.
+    ``free``: each step reads the model's own previous state. The causal checks run on the first
+    ``ablation_graphs`` graphs (each head x step x mode is one more forward pass).
     """
     from tqdm.auto import tqdm
 
@@ -437,7 +440,8 @@ def run(model, *, n_nodes: int = 16, count: int = 128, depth_cap: int | None = 6
             per_step[t] = sums if per_step[t] is None else {k: (per_step[t][k][0] + v[0], per_step[t][k][1] + v[1])
                                                             for k, v in sums.items()}
             state = next_state
-        effects.append(ablation_effects(model, sub, steps=list(range(min(T, int(sub.max_depth.max()) + 1)))))
+        if start < ablation_graphs:
+            effects.append(ablation_effects(model, sub, steps=list(range(min(T, int(sub.max_depth.max()) + 1)))))
     routing = Routing.from_sums(per_step)
     roles = routing.roles(threshold)
     eff = _merge_effects(effects, T, model.cfg.n_layers, model.cfg.n_heads)
