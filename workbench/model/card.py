@@ -189,7 +189,9 @@ def render_card(folder: str | Path) -> str:
                 f"- batch: {cfg['batch_graphs']} graphs x {training_mode(model, cfg)}; "
                 f"AdamW lr {cfg['lr']} (warm-up {cfg['warmup_steps']}), weight decay {cfg['weight_decay']}, "
                 f"value-loss weight {cfg['value_weight']}, seed {cfg['seed']}",
-                f"- reproduce: `workbench train --config {shown}/train.toml`", "",
+                (f"- fine-tuned: started from the weights of `{cfg['init']}` (the config's `init`), then trained "
+                 "the phases below; the notes name the config file" if cfg.get("init") else
+                 f"- reproduce: `workbench train --config {shown}/train.toml`"), "",
                 phases_table(cfg["phases"], cfg.get("lr")), ""]
         if training.get("evals"):
             out += ["### Evaluations during training (free-running, until the state stops changing)", "",

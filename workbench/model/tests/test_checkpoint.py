@@ -309,3 +309,11 @@ def test_info_of_a_trained_and_evaluated_model(tmp_path):
     assert info["trained_on"]["max_nodes"] == 8 and info["trained_on"]["phases"] == ["warm"]
     assert info["eval"] == EVAL["sizes"]
     assert "curriculum  warm" in format_info(info)
+
+
+def test_card_of_a_fine_tuned_model_names_the_model_it_started_from(tmp_path):
+    record = training_record()
+    record["config"]["init"] = "models/default/run/base-28750"
+    card = write_card(save_model(tiny_model(), tmp_path / "tuned", extra={"training": record})).read_text()
+    assert "fine-tuned: started from the weights of `models/default/run/base-28750`" in card
+    assert "- reproduce:" not in card
