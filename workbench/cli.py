@@ -69,10 +69,10 @@ def output_folder(model, out: str | None, record: bool) -> tuple[Path, bool]:
     """Where an evaluation writes, and whether that is the model's own folder (whose card then lists it).
 
     A documented command must never overwrite a shipped model's results by accident: the model's
-    folder is written only with ``--record`` (or an explicit ``--out`` naming it).
+    folder is written only with ``--record`` (or an explicit ``--out`` naming it). The commands call
+    ``check_destination`` first, before loading the model.
     """
     own = Path(model.meta["path"])
-    check_destination(out, record)
     folder = own if record else Path(out) if out else SCRATCH / model.meta["name"]
     folder.mkdir(parents=True, exist_ok=True)
     return folder, folder.resolve() == own.resolve()

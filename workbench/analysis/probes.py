@@ -327,18 +327,14 @@ def causal_checks(model, tb, g: Gathered, tasks: Sequence[str] = ("value@rhs", "
     accuracy in ``curves`` within ``DECODES_MARGIN`` of the majority guess).
     Returns {task: {step, points, rank, clean, ablated [point], random [point], decodes [point], matters [point]}}.
     """
-    import torch
-
     from workbench.analysis.activations import residual_points
-    from workbench.analysis.routing import frontier_accuracy
+    from workbench.analysis.routing import step_accuracy
     from workbench.hooks.tl_wrapper import hooked
 
     m = hooked(model).model
-    was_training = m.training
-    m.eval()
     depth_max = int(tb.max_depth.max())
     t = step if step is not None else max(1, min(depth_max, g.n_steps - 1) // 2 + 1)
-    state = torch.from_numpy(tb.state(t - 1)).long().to(m.device)
+    tt = min(t, g.n_steps - 1)  # the gathered step whose activations the probes are fitted on
     frontier = tb.is_rhs & (tb.depth == t)
     operand_of_frontier = np.zeros_like(frontier)
     b, n = np.nonzero(tb.graphs.valid & (tb.graphs.depth == t))
@@ -347,38 +343,29 @@ def causal_checks(model, tb, g: Gathered, tasks: Sequence[str] = ("value@rhs", "
     operand_of_frontier[np.repeat(b, 3)[has.ravel()], ops[has]] = True
     sites = [f"blocks.{layer}.{site}" for site, layer in residual_points(m.cfg.n_layers)]
 
-    def accuracy(tap) -> float:
-        with torch.no_grad():
-            logits, _ = m.step(state, tap)
-        return frontier_accuracy(tb, t, m.decode(logits).cpu().numpy())
-
-    from workbench.model.layers import NO_TAP
-
-    clean = accuracy(NO_TAP)
+    clean = step_accuracy(m, tb, t)
     rng = np.random.default_rng(seed)
     out = {}
     for task in tasks:
-        data = task_data(g, task, min(t, g.n_steps - 1))
+        data = task_data(g, task, tt)
         if data is None:
             continue
         where = frontier if data.where == "rhs" else operand_of_frontier
         row = {"step": t, "points": g.points, "clean": clean, "ablated": [], "random": [], "rank": 0}
         for i, site in enumerate(sites):
-            X = g.acts[data.where][min(t, g.n_steps - 1), i, data.keep]
+            X = g.acts[data.where][tt, i, data.keep]
             fitted = LinearProbe(**(probe or {})).fit(X, data.labels)
             basis = probe_directions(fitted)
             rand, _ = np.linalg.qr(rng.standard_normal((basis.shape[0], basis.shape[1])))
             row["rank"] = int(basis.shape[1])
-            row["ablated"].append(accuracy(ProjectOut(site, basis, where)))
-            row["random"].append(accuracy(ProjectOut(site, rand, where)))
-        tt = min(t, g.n_steps - 1)
+            row["ablated"].append(step_accuracy(m, tb, t, ProjectOut(site, basis, where)))
+            row["random"].append(step_accuracy(m, tb, t, ProjectOut(site, rand, where)))
         c = (curves or {}).get(task)
         row["decodes"] = [True] * len(sites) if c is None else \
             [bool(c.accuracy[tt, i] >= c.majority[tt] + DECODES_MARGIN) for i in range(len(sites))]
         row["matters"] = [bool(r - a >= MATTERS_DROP) if d else None
                           for a, r, d in zip(row["ablated"], row["random"], row["decodes"])]
         out[task] = row
-    m.train(was_training)
     return out
 
 

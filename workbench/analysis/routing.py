@@ -32,7 +32,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from workbench.model.layers import Tap
+from workbench.model.layers import NO_TAP, Tap
 from workbench.model.looped import LoopedModel
 from workbench.task.tokens import TokenBatch
 from workbench.task.vocab import F_SYNTAX, F_VALUE, PAD, VALUE, VARIABLE
@@ -147,10 +147,6 @@ class Routing:
         slot = np.stack([_mean(s["gather_slot"][0], s["gather_slot"][1][None, None, :]) for s in per_step])
         return cls(measures, slot)
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self.measures["operand_lookup"].shape
-
     def roles(self, threshold: float = ROLE_THRESHOLD) -> list[dict]:
         """Every head's role per step and overall (the role of its step-averaged measures), with its stability."""
         return head_roles(self.measures, self.gather_slot, threshold)
@@ -224,28 +220,14 @@ class Capture(Tap):
 
 
 @torch.no_grad()
-def one_step(model: LoopedModel, state: np.ndarray, capture: Capture) -> np.ndarray:
-    """One loop step from ``state`` [batch, pos, factor] through ``capture``; the decoded next state."""
-    tokens = torch.from_numpy(state).long().to(model.device)
-    logits, _ = model.step(tokens, capture)
-    return model.decode(logits).cpu().numpy()
-
-
-def teacher_routing(model: LoopedModel, tb: TokenBatch, n_steps: int | None = None) -> Routing:
-    """Routing of every step on teacher-forced input (step t reads the teacher state after step t - 1)."""
-    n_steps = n_steps or int(tb.max_depth.max()) + 1
-    layout = Layout.of(tb)
-    per_step = []
+def one_step(model: LoopedModel, state: np.ndarray, tap: Tap = NO_TAP) -> np.ndarray:
+    """One loop step from ``state`` [batch, pos, factor] through ``tap`` (a ``Capture``, say), in eval
+    mode whatever the model's mode (restored after); the decoded next state."""
     was_training = model.training
     model.eval()
-    for t in range(n_steps):
-        state = tb.state(t - 1)
-        capture = Capture()
-        one_step(model, state, capture)
-        per_step.append(measure_step([capture.patterns[layer] for layer in sorted(capture.patterns)], layout,
-                                     filled_positions(state, tb.vocab)))
+    logits, _ = model.step(torch.from_numpy(state).long().to(model.device), tap)
     model.train(was_training)
-    return Routing.from_sums(per_step)
+    return model.decode(logits).cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------- causal
@@ -253,6 +235,11 @@ def frontier_accuracy(tb: TokenBatch, step: int, output: np.ndarray) -> float:
     """Share of the nodes of depth ``step`` (the ones step ``step`` writes) whose written value is right."""
     b, p = np.nonzero(tb.is_rhs & (tb.depth == step))
     return float((output[b, p, F_VALUE] == tb.target_value[b, p]).mean()) if len(b) else float("nan")
+
+
+def step_accuracy(model: LoopedModel, tb: TokenBatch, step: int, tap: Tap = NO_TAP) -> float:
+    """``frontier_accuracy`` of ``step`` run on its teacher input (the teacher state after step - 1) through ``tap``."""
+    return frontier_accuracy(tb, step, one_step(model, tb.state(step - 1), tap))
 
 
 def head_ablation(heads: Sequence[tuple[int, int]], mode: str, means: dict[int, Tensor] | None = None,
@@ -293,21 +280,16 @@ def ablation_effects(model: LoopedModel, tb: TokenBatch, *, steps: Sequence[int]
     L, H = model.cfg.n_layers, model.cfg.n_heads
     real = torch.from_numpy(tb.tokens[..., F_SYNTAX] != PAD)
     out = {"steps": steps, "clean": [], **{m: np.full((len(steps), L, H), np.nan) for m in modes}}
-    was_training = model.training
-    model.eval()
     for i, t in enumerate(steps):
-        state = tb.state(t - 1)
         clean = Capture(patterns=False)
-        clean_acc = frontier_accuracy(tb, t, one_step(model, state, clean))
+        clean_acc = step_accuracy(model, tb, t, clean)
         out["clean"].append(clean_acc)
         means = {layer: z[real].mean(0) for layer, z in clean.z.items()}  # [head, d_head]
         for mode in modes:
             for layer in range(L):
                 for head in range(H):
                     edit = head_ablation([(layer, head)], mode, means)
-                    acc = frontier_accuracy(tb, t, one_step(model, state, Capture(patterns=False, edit=edit)))
-                    out[mode][i, layer, head] = clean_acc - acc
-    model.train(was_training)
+                    out[mode][i, layer, head] = clean_acc - step_accuracy(model, tb, t, Capture(patterns=False, edit=edit))
     return out
 
 
@@ -322,15 +304,11 @@ def composition(model: LoopedModel, tb: TokenBatch, lookup_heads: Sequence[tuple
     steps = list(steps) if steps is not None else list(range(1, int(tb.max_depth.max()) + 1))
     operand = (tb.node >= 0) & ~tb.is_rhs
     out: dict[str, list] = {"steps": steps, "clean": [], "operands": [], "elsewhere": [], "everywhere": []}
-    was_training = model.training
-    model.eval()
     for t in steps:
-        state = tb.state(t - 1)
-        out["clean"].append(frontier_accuracy(tb, t, one_step(model, state, Capture(patterns=False))))
+        out["clean"].append(step_accuracy(model, tb, t))
         for where, positions in (("operands", operand), ("elsewhere", ~operand), ("everywhere", None)):
             edit = head_ablation(lookup_heads, "zero", positions=positions)
-            out[where].append(frontier_accuracy(tb, t, one_step(model, state, Capture(patterns=False, edit=edit))))
-    model.train(was_training)
+            out[where].append(step_accuracy(model, tb, t, Capture(patterns=False, edit=edit)))
     return out
 
 
@@ -343,15 +321,11 @@ def group_effects(model: LoopedModel, tb: TokenBatch, groups: dict[str, Sequence
     """
     steps = list(steps) if steps is not None else list(range(int(tb.max_depth.max()) + 1))
     drops: dict[str, list[float]] = {name: [] for name in groups}
-    was_training = model.training
-    model.eval()
     for t in steps:
-        state = tb.state(t - 1)
-        clean = frontier_accuracy(tb, t, one_step(model, state, Capture(patterns=False)))
+        clean = step_accuracy(model, tb, t)
         for name, heads in groups.items():
             edit = head_ablation(heads, "zero")
-            drops[name].append(clean - frontier_accuracy(tb, t, one_step(model, state, Capture(patterns=False, edit=edit))))
-    model.train(was_training)
+            drops[name].append(clean - step_accuracy(model, tb, t, Capture(patterns=False, edit=edit)))
     return {name: float(np.nanmean(v)) for name, v in drops.items()}
 
 
@@ -433,8 +407,7 @@ def run(model, *, n_nodes: int = 16, count: int = 128, depth_cap: int | None = 6
             if mode == "teacher":
                 state = sub.state(t - 1)
             capture = Capture()
-            with torch.no_grad():
-                next_state = one_step(model.eval(), state, capture)
+            next_state = one_step(model, state, capture)
             sums = measure_step([capture.patterns[layer] for layer in sorted(capture.patterns)], layout,
                                 filled_positions(state, sub.vocab))
             per_step[t] = sums if per_step[t] is None else {k: (per_step[t][k][0] + v[0], per_step[t][k][1] + v[1])
@@ -522,7 +495,7 @@ def figures(result: dict) -> list:
 
 
 __all__ = ["MEASURES", "ROLES", "ROLE_THRESHOLD", "USED_DROP", "Layout", "Routing", "measure_step", "filled_positions",
-           "role_of", "head_roles", "teacher_routing", "ablation_effects", "group_effects", "role_groups", "single_drops",
+           "role_of", "head_roles", "one_step", "step_accuracy", "ablation_effects", "group_effects", "role_groups", "single_drops",
            "composition",
            "causal_verdicts",
            "frontier_accuracy", "run", "figures"]
