@@ -1,7 +1,7 @@
 """The app's root: navigation, the shared stores, the step bar (slider, play and pause) and the page container.
 
 Per-session state lives in the browser (``dcc.Store``, session storage: the problem's ``RunKey`` and the
-selected node); the server keeps only caches keyed by the whole input (``workbench.app_state``), so
+selected node); the server keeps only caches keyed by the whole input (``app.state``), so
 sessions never see each other's state. Serve with ``workbench app`` or ``python -m app``.
 """
 
@@ -32,10 +32,10 @@ def create_app(model: str = "default") -> Dash:
     Raises ``WorkbenchError`` when ``model`` does not exist.
     """
     global _APP
-    from workbench import app_state
+    from app import state
 
-    text = app_state.generate_problem(model, FIRST_PROBLEM["n_nodes"], FIRST_PROBLEM["seed"])
-    initial = app_state.make_key(model, text).to_json()
+    text = state.generate_problem(model, FIRST_PROBLEM["n_nodes"], FIRST_PROBLEM["seed"])
+    initial = state.make_key(model, text).to_json()
     if _APP is not None:
         _APP.layout = root_layout(initial)
         return _APP
@@ -94,7 +94,7 @@ def _marks(n_steps: int) -> dict:
 @safe(lambda msg: (no_update, no_update, no_update, error_box(msg)))
 def on_run(data):
     """A new problem: size the slider to its states and show the final one."""
-    from workbench.app_state import RunKey, get_run
+    from app.state import RunKey, get_run
     from workbench.run_view import STEPS_SENTENCE
 
     run = get_run(RunKey.from_json(data))

@@ -64,11 +64,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from workbench.cli import load_app_package
-
-    load_app_package()
+    from app import state as S
     from app.app import create_app
-    from workbench import app_state as S
 
     app = create_app(args.model)
     client = app.server.test_client()

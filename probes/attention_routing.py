@@ -3,30 +3,35 @@
 lookup, gather and induction masses, head roles, and the causal check of each role (head and group ablations,
 the lookup -> gather path test).
 
-    python probes/attention_routing.py --model default [--count 256 --nodes 16 --threshold 0.3]
+    python probes/attention_routing.py --model default [--count N --nodes N --threshold T]
+
+Option defaults are those of ``workbench.analysis.routing.run`` (``--help`` shows them).
 
 Writes models/<name>/probes/routing.json (+ PNG, HTML); see workbench/analysis/routing.py.
 """
 
 import click
 
-from workbench.analysis.script import analysis_command, main
+from workbench.analysis import routing
+from workbench.analysis.script import analysis_command, default_of, main
 
 
 @analysis_command("routing", "Attention routing")
-@click.option("--nodes", type=click.IntRange(7), default=16, show_default=True, help="nodes per graph")
-@click.option("--count", type=click.IntRange(1), default=256, show_default=True, help="graphs")
-@click.option("--depth-cap", type=click.IntRange(1), default=6, show_default=True, help="cap on node depth")
-@click.option("--steps", type=click.IntRange(1), default=None, help="loop steps (default: max depth + 2, <= 10)")
-@click.option("--mode", type=click.Choice(["teacher", "free"]), default="teacher", show_default=True,
-              help="teacher: each step reads the teacher state; free: the model's own")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="attention mass that gives a head a role (default: workbench.analysis.routing.ROLE_THRESHOLD)")
+@click.option("--nodes", type=click.IntRange(7), default=default_of(routing.run, "n_nodes"),
+              show_default=True, help="nodes per graph")
+@click.option("--count", type=click.IntRange(1), default=default_of(routing.run, "count"),
+              show_default=True, help="graphs")
+@click.option("--depth-cap", type=click.IntRange(1), default=default_of(routing.run, "depth_cap"),
+              show_default=True, help="cap on node depth")
+@click.option("--steps", type=click.IntRange(1), default=default_of(routing.run, "n_steps"),
+              help="loop steps (default: max depth + 2, <= 10)")
+@click.option("--mode", type=click.Choice(["teacher", "free"]), default=default_of(routing.run, "mode"),
+              show_default=True, help="teacher: each step reads the teacher state; free: the model's own")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=default_of(routing.run, "threshold"),
+              show_default=True,
+              help="attention mass that gives a head a role (workbench.analysis.routing.ROLE_THRESHOLD)")
 def command(model, *, seed, progress, nodes, count, depth_cap, steps, mode, threshold):
     """Operand lookup, gather and induction masses per step and head, roles, and their ablation checks."""
-    from workbench.analysis import routing
-
-    threshold = routing.ROLE_THRESHOLD if threshold is None else threshold
     return routing.run(model, n_nodes=nodes, count=count, depth_cap=depth_cap, n_steps=steps, mode=mode,
                        threshold=threshold, seed=seed, progress=progress)
 

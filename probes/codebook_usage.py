@@ -1,25 +1,30 @@
 #!/usr/bin/env python
 """Analysis 6 (paper's 12): codebook usage of the discrete bottleneck per factor and step.
 
-    python probes/codebook_usage.py --model default [--nodes 32 --count 128]
+    python probes/codebook_usage.py --model default [--nodes N --count N]
+
+Option defaults are those of ``workbench.analysis.codebook.run`` (``--help`` shows them).
 
 Writes models/<name>/probes/codebook.json (+ PNG, HTML); see workbench/analysis/codebook.py.
 """
 
 import click
 
-from workbench.analysis.script import analysis_command, main
+from workbench.analysis import codebook
+from workbench.analysis.script import analysis_command, default_of, main
 
 
 @analysis_command("codebook", "Codebook usage")
-@click.option("--nodes", type=click.IntRange(7), default=32, show_default=True, help="nodes per graph")
-@click.option("--count", type=click.IntRange(1), default=128, show_default=True, help="graphs")
-@click.option("--depth-cap", type=click.IntRange(1), default=None, help="cap on node depth (default: none)")
-@click.option("--steps", type=click.IntRange(1), default=None, help="loop steps (default: max depth + 3, <= 24)")
+@click.option("--nodes", type=click.IntRange(7), default=default_of(codebook.run, "n_nodes"),
+              show_default=True, help="nodes per graph")
+@click.option("--count", type=click.IntRange(1), default=default_of(codebook.run, "count"),
+              show_default=True, help="graphs")
+@click.option("--depth-cap", type=click.IntRange(1), default=default_of(codebook.run, "depth_cap"),
+              help="cap on node depth (default: none)")
+@click.option("--steps", type=click.IntRange(1), default=default_of(codebook.run, "n_steps"),
+              help="loop steps (default: max depth + 3, <= 24)")
 def command(model, *, seed, progress, nodes, count, depth_cap, steps):
     """Codes written per factor and step, entropy, invalid combinations, value transitions."""
-    from workbench.analysis import codebook
-
     return codebook.run(model, n_nodes=nodes, count=count, depth_cap=depth_cap, n_steps=steps, seed=seed,
                         progress=progress)
 

@@ -3,26 +3,34 @@
 
     python probes/error_correction.py --model default [--sizes 8,16,32 --compare no_ec_model]
 
+Option defaults are those of ``workbench.analysis.correction.run`` (``--help`` shows them).
+
 Writes models/<name>/probes/correction.json (+ PNG, HTML); see workbench/analysis/correction.py.
 """
 
 import click
 
-from workbench.analysis.script import analysis_command, int_list, main
+from workbench.analysis import correction
+from workbench.analysis.script import analysis_command, default_list, default_of, int_list, main
 
 
 @analysis_command("correction", "Error correction and halting")
-@click.option("--sizes", default="8,16,32,64", show_default=True, help="graph sizes of the stepwise curves")
-@click.option("--count", type=click.IntRange(1), default=128, show_default=True, help="graphs per size")
-@click.option("--max-steps", type=click.IntRange(1), default=24, show_default=True, help="cap on loop steps")
-@click.option("--inject-nodes", type=click.IntRange(7), default=16, show_default=True, help="graph size of injections")
-@click.option("--inject-count", type=click.IntRange(1), default=96, show_default=True, help="graphs per injection")
-@click.option("--inject-steps", default="1,2,3", show_default=True, help="steps whose input is corrupted")
-@click.option("--ks", default="1,2,4", show_default=True, help="numbers of values corrupted")
+@click.option("--sizes", default=default_list(correction.run, "sizes"),
+              show_default=True, help="graph sizes of the stepwise curves")
+@click.option("--count", type=click.IntRange(1), default=default_of(correction.run, "count"),
+              show_default=True, help="graphs per size")
+@click.option("--max-steps", type=click.IntRange(1), default=default_of(correction.run, "max_steps"),
+              show_default=True, help="cap on loop steps")
+@click.option("--inject-nodes", type=click.IntRange(7), default=default_of(correction.run, "inject_nodes"),
+              show_default=True, help="graph size of injections")
+@click.option("--inject-count", type=click.IntRange(1), default=default_of(correction.run, "inject_count"),
+              show_default=True, help="graphs per injection")
+@click.option("--inject-steps", default=default_list(correction.run, "inject_steps"),
+              show_default=True, help="steps whose input is corrupted")
+@click.option("--ks", default=default_list(correction.run, "ks"), show_default=True, help="numbers of values corrupted")
 @click.option("--compare", default="", help="other models (e.g. the no-error-correction ablation), comma-separated")
 def command(model, *, seed, progress, sizes, count, max_steps, inject_nodes, inject_count, inject_steps, ks, compare):
     """Stepwise solved curves, halting by fixed point, natural self-corrections, injected-error repair."""
-    from workbench.analysis import correction
     from workbench.model.checkpoint import load_model
 
     others = [load_model(name) for name in compare.split(",") if name.strip()]

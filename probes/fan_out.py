@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workbench.cli import run_command  # noqa: E402  (shared with the workbench command)
+from workbench.exits import run_command  # noqa: E402  (shared with the workbench command)
 
 SHARPEN = (1.0, 1.5, 2.0)
 

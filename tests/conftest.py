@@ -25,15 +25,6 @@ TASKS = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine they lose a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """A models directory holding ``tiny``, ``small_pool`` (8 names) and ``fan2`` (fan-in <= 2), untrained."""

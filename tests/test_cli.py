@@ -661,3 +661,14 @@ def test_app_on_a_port_already_in_use_is_one_line_and_exit_2(run_cli):
     assert result.code == 2 and result.out == ""
     assert result.err.splitlines() == [f"error: port {port} on 127.0.0.1 is already in use; pass --port with a free port "
                                        "or stop the program that holds it"]
+
+
+def test_app_without_an_installed_app_is_one_line_and_exit_2(call_cli, monkeypatch):
+    """``workbench app`` finds the app through the ``workbench.apps`` entry points, never by file path."""
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: iter(()))
+    result = call_cli("app", "--model", "tiny")
+    assert result.code == 2 and result.out == ""
+    assert result.err.splitlines() == ["error: no app is installed (entry point group 'workbench.apps'); "
+                                       "run pip install -e . in a clone of the repository"]

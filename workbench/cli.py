@@ -6,7 +6,6 @@ are written only once everything succeeded.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import click
 
 from workbench.errors import WorkbenchError
+from workbench.exits import run_command
 
 MODEL_HELP = "model name in models/ (e.g. default) or path to a model folder"
 
@@ -269,7 +269,15 @@ def train(config_path: str, resume: bool, threads: int | None, export_only: bool
     from workbench.model.card import write_card
     from workbench.training.config import load_train_config
     from workbench.training.loop import train as run_train
+    from workbench.cot.train import is_cot_config
 
+    if is_cot_config(config_path):  # kind = "chain-of-thought": the CoT baseline's own loop (workbench.cot.train)
+        from workbench.cot.train import load_cot_config, train as train_cot, with_threads
+
+        folder = train_cot(with_threads(load_cot_config(config_path), threads), resume=resume, export_only=export_only)
+        if folder is not None:
+            click.echo(f"exported {folder}")
+        return
     cfg = load_train_config(config_path)
     if threads is not None:
         from dataclasses import replace
@@ -405,24 +413,25 @@ def curves(model_name: str, run_dir: str | None) -> None:
     click.echo("wrote " + ", ".join(p.as_posix() for p in written) + f" and refreshed {folder / 'card.md'}")
 
 
-def load_app_package():
-    """The repository's ``app`` package (the Dash app), imported from its folder by file path.
+#: the entry point group an app registers in (the repository's own: ``default = "app.app:serve"`` in pyproject.toml)
+APP_GROUP = "workbench.apps"
 
-    The library never imports the app; this thin launcher finds ``app/`` beside ``workbench/`` in a
-    clone of the repository and registers it as the package ``app``.
+
+def find_app(name: str = "default") -> Callable[..., None]:
+    """The installed app's ``serve(model, host, port)``, found through the ``workbench.apps`` entry points.
+
+    The library never imports an app; an app installs itself under this group (``pip install -e .`` in a
+    clone registers the repository's ``app/``).
     """
-    init = Path(__file__).resolve().parents[1] / "app" / "__init__.py"
-    loaded = sys.modules.get("app")
-    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == init:
-        return loaded
-    if not init.is_file():
-        raise WorkbenchError(f"the app lives in the repository's app/ folder and {init.parent} is missing; "
-                             "run the command from a clone of the repository")
-    spec = importlib.util.spec_from_file_location("app", init, submodule_search_locations=[str(init.parent)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["app"] = module
-    spec.loader.exec_module(module)
-    return module
+    from importlib.metadata import distributions
+
+    # every distribution, not entry_points(): that keeps one per name, and a stale workbench.egg-info in
+    # the working directory (an old build) would hide the installed one's entry points
+    found = [ep for dist in distributions() for ep in dist.entry_points.select(group=APP_GROUP, name=name)]
+    if not found:
+        raise WorkbenchError(f"no app is installed (entry point group {APP_GROUP!r}); "
+                             "run pip install -e . in a clone of the repository")
+    return found[0].load()
 
 
 @cli.command()
@@ -431,33 +440,8 @@ def load_app_package():
 @click.option("--port", type=click.IntRange(1, 65535), default=8050, show_default=True)
 def app(model_name: str, host: str, port: int) -> None:
     """Serve the Dash app: watch a looped model think, step by step (Ctrl+C stops it)."""
-    load_app_package()
-    from app.app import serve  # the repository's app/, registered above
-
+    serve = find_app()
     serve(model_name, host, port)
-
-
-def run_command(command: click.Command, argv: list[str] | None, prog_name: str,
-                usage_hint: Callable[[click.UsageError], str]) -> None:
-    """Run a click command; user errors become one line on stderr and exit code 2, never a traceback.
-
-    Shared by the ``workbench`` command and the probe scripts.
-    """
-    try:
-        code = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
-    except WorkbenchError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except click.UsageError as exc:
-        click.echo(f"error: {exc.format_message()}{usage_hint(exc)}", err=True)
-        sys.exit(2)
-    except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(2)
-    except click.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _workbench_hint(exc: click.UsageError) -> str:

@@ -2,8 +2,8 @@
 
 The app and the notebooks render from it: node values and their status at every state, the token
 sequence with user names, error-correction events, bottleneck code usage, and how much attention each
-head pays to a node's parents. Nothing here touches a model; ``workbench.app_state`` computes and
-caches the views.
+head pays to a node's parents. Nothing here touches a model; the app's server side (``app/state.py``)
+computes and caches the views.
 
 One definition of steps, shared with ``workbench solve`` and every page (``STEPS_SENTENCE``): state 0
 is the input, step t reads state t and writes state t + 1, and a run takes ``n_steps`` steps, the

@@ -10,8 +10,9 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.model.looped import LoopedModel
-from workbench.task.text import Problem, parse_problem, problems_to_graphs
-from workbench.task.tokens import TokenBatch, tokenize
+from workbench.task.encoding import encode, read_problems
+from workbench.task.text import Problem
+from workbench.task.tokens import TokenBatch
 from workbench.task.vocab import F_VALUE
 
 
@@ -51,18 +52,6 @@ class Solution:
         shown = ", ".join(missing[:limit]) + (f" and {len(missing) - limit} more" if len(missing) > limit else "")
         how = "at a fixed point" if self.converged else "at the step cap"
         return f"warning: stopped {how} with {len(missing)} of {len(self.values)} variables unsolved: {shown}"
-
-
-def as_problem(problem: str | Problem, model: LoopedModel) -> Problem:
-    """A parsed problem, checked against the model's task (text is parsed)."""
-    return parse_problem(problem, model.task) if isinstance(problem, str) else problem
-
-
-def encode_problems(problems: Sequence[str | Problem], model: LoopedModel, *, seed: int = 0) -> tuple[TokenBatch, list[dict[str, int]]]:
-    """Token batch (padded) for problems, and each problem's map from user names to pool indices."""
-    parsed = [as_problem(p, model) for p in problems]
-    graphs, mapping = problems_to_graphs(parsed, model.task, seed=seed)
-    return tokenize(graphs, model.vocab), mapping
 
 
 def decode_values(tb: TokenBatch, final: np.ndarray, problems: Sequence[Problem], modulus: int) -> list[dict[str, int | None]]:
@@ -112,12 +101,16 @@ def solve(model: LoopedModel, problems: Sequence[str | Problem] | str | Problem,
     >>> sorted(sol.values), sol.iterations <= 2
     (['a', 'b'], True)
     """
+    if getattr(model, "kind", None) == "chain-of-thought":  # greedy trace decoding (workbench.cot.solve)
+        from workbench.cot.solve import solve_cot
+
+        return solve_cot(model, problems, batch_size=batch_size, max_steps=max_steps, seed=seed, progress=progress)
     single = isinstance(problems, (str, Problem))
     batch = [problems] if single else list(problems)
     if not batch:
         return []
-    parsed = [as_problem(p, model) for p in batch]
-    tb, _ = encode_problems(parsed, model, seed=seed)
+    parsed = read_problems(batch, model.task)
+    tb, _ = encode(parsed, model.task, seed=seed)
     finals, iterations, converged = run_chunked(model, tb, batch_size=batch_size, max_steps=max_steps, progress=progress)
     values = decode_values(tb, finals, parsed, model.task.modulus)
     solutions = [Solution(v, int(i), bool(c)) for v, i, c in zip(values, iterations, converged)]

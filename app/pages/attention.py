@@ -39,13 +39,17 @@ def layout(**_):
             html.Div(dcc.Graph(id=ID("dag"), config=GRAPH_CONFIG), className="panel half"),
             html.Div(dcc.Graph(id=ID("node")), className="panel half"),
         ]),
+        html.Div("The clicked node's circuit at this step: each operand token looks its variable up at its "
+                 "defining position (lookup), the result reads the operand tokens (gather) and the definitions "
+                 "directly (induction); each arc names its strongest head and that head's weight.", className="hint"),
+        dcc.Graph(id=ID("chain"), config=GRAPH_CONFIG),
         dcc.Graph(id=ID("roles"), config=GRAPH_CONFIG),
         html.Div(id=ID("role-table"), className="roles"),
     ])
 
 
 def _run(data):
-    from workbench.app_state import RunKey, get_run
+    from app.state import RunKey, get_run
 
     key = RunKey.from_json(data)
     return key, get_run(key)
@@ -60,7 +64,7 @@ def on_run(data, _init, layer, head):
     from workbench.plots.attention import roles_figure
 
     from workbench.analysis.routing import ROLE_THRESHOLD
-    from workbench.app_state import saved_head_effects
+    from app.saved import saved_head_effects
 
     key, run = _run(data)
     effects = saved_head_effects(key.model)  # (layer, head) -> (verdict, drop) from probes/routing.json, if run
@@ -92,7 +96,7 @@ def on_run(data, _init, layer, head):
 @safe(lambda msg: (blank(), blank(), error_box(msg)))
 def show_step(state, data, _init):
     """Per state: parent-attention scores and every head's pattern."""
-    from workbench.app_state import pattern_state, step_patterns
+    from app.state import pattern_state, step_patterns
     from workbench.plots.attention import at_step, heads_grid_figure, scores_figure
 
     key, run = _run(data)
@@ -157,7 +161,7 @@ def pick_node(dag_click, pattern_click, data):
 @safe(lambda msg: blank(msg))
 def show_head(state, data, layer, head):
     """The selected head's full pattern (nodes x positions) at the selected step."""
-    from workbench.app_state import pattern_state, step_patterns
+    from app.state import pattern_state, step_patterns
     from workbench.plots.attention import pattern_figure
 
     key, run = _run(data)
@@ -172,7 +176,7 @@ def show_head(state, data, layer, head):
 @safe(lambda msg: blank(msg))
 def show_node(state, data, node, _init):
     """What the selected node's defining position reads, in every head."""
-    from workbench.app_state import pattern_state, step_patterns
+    from app.state import pattern_state, step_patterns
     from workbench.plots.attention import node_attention_figure
     from workbench.plots.common import empty_figure
 
@@ -181,3 +185,22 @@ def show_node(state, data, node, _init):
         return empty_figure("click a node in the graph (or a row of the pattern above)", height=420)
     t = pattern_state(run, state)
     return node_attention_figure(step_patterns(key, t)[:, :, node], run, node=node, state=t)
+
+
+@callback(Output(ID("chain"), "figure"), Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ids.NODE, "data"),
+          Input(ID("init"), "data"))
+@safe(lambda msg: blank(msg))
+def show_chain(state, data, node, _init):
+    """The selected node's lookup -> gather chain (and the induction shortcut) drawn on its tokens."""
+    from app.state import pattern_state, step_operand_lookups, step_patterns
+    from workbench.plots.attention import circuit_chain_figure
+    from workbench.plots.common import empty_figure
+
+    key, run = _run(data)
+    if not isinstance(node, int) or not 0 <= node < run.n_nodes:
+        return empty_figure("click a node in the graph to draw its circuit", height=340)
+    if not run.parents[node]:
+        return empty_figure(f"{run.names[node]} is a constant: it reads no variable", height=340)
+    t = pattern_state(run, state)
+    return circuit_chain_figure(run, node=node, state=t, result_rows=step_patterns(key, t)[:, :, node],
+                                lookups=step_operand_lookups(key, t)[:, :, node])

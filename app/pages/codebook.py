@@ -41,7 +41,7 @@ def layout(**_):
           Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ID("factor"), "value"))
 @safe(lambda msg: (blank(), blank(), blank(), blank(), error_box(msg)))
 def show(state, data, factor):
-    from workbench.app_state import RunKey, get_run
+    from app.state import RunKey, get_run
     from workbench.plots.codebook import changes_figure, entropy_figure, transition_figure, usage_figure
 
     run = get_run(RunKey.from_json(data))

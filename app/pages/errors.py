@@ -15,7 +15,7 @@ NONE = "(none)"
 
 
 def layout(**_):
-    from workbench.app_state import model_names
+    from app.state import model_names
     from workbench.plots.common import empty_figure
 
     first = empty_figure("choose a state and a node, then press Inject", height=300)
@@ -52,7 +52,7 @@ def layout(**_):
           Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"))
 @safe(lambda msg: (blank(msg, 300), error_box(msg)))
 def show_events(state, data, _init):
-    from workbench.app_state import RunKey, get_run
+    from app.state import RunKey, get_run
     from workbench.plots.corruption import events_figure
 
     run = get_run(RunKey.from_json(data))
@@ -65,7 +65,7 @@ def show_events(state, data, _init):
 def node_choices(data, selected, _init):
     """The problem's nodes (the selected node first chosen, else the first of depth 1: computed early, so an
     injection at a later state overwrites a value the model already wrote)."""
-    from workbench.app_state import RunKey, get_run
+    from app.state import RunKey, get_run
 
     run = get_run(RunKey.from_json(data))
     options = [{"label": f"{run.names[i]}  ({run.equations[i]})", "value": i} for i in range(run.n_nodes)]
@@ -82,7 +82,7 @@ def follow_slider(state, _init):
 
 def _side(key, state: int, node: int, value, seed: int = 0):
     """The report lines and figure of one model's injection."""
-    from workbench.app_state import injection
+    from app.injection import injection
     from workbench.plots.corruption import injection_figure
 
     view = injection(key, state, node, value, seed)
@@ -97,7 +97,7 @@ def _side(key, state: int, node: int, value, seed: int = 0):
 @safe(lambda msg: (None, blank("no injection: see the message above", 300), None, blank("no injection", 300), error_box(msg)))
 def inject(clicks, data, state, node, value, other):
     """Inject into this run, and the same into the other model's run of the same problem."""
-    from workbench.app_state import RunKey, make_key
+    from app.state import RunKey, make_key
     from workbench.errors import WorkbenchError
     from workbench.plots.common import empty_figure
 

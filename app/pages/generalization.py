@@ -16,7 +16,7 @@ PAPER = ("Discrete LSS + error correction", "Discrete LSS", "Continuous LSS", "C
 
 
 def layout(**_):
-    from workbench.app_state import model_names
+    from app.state import model_names
 
     return html.Div(className="page", children=[
         dcc.Store(id=ID("init"), data=True),  # makes the page's callbacks fire when it opens
@@ -58,7 +58,7 @@ def default_model(data, _init):
 @callback(Output(ID("training"), "figure"), Output(ID("training-message"), "children"), Input(ID("model"), "value"))
 @safe(lambda msg: ({}, error_box(msg)))
 def show_training(model):
-    from workbench.app_state import training_logs
+    from app.saved import training_logs
     from workbench.plots.training import training_figure
 
     if not model:
@@ -72,7 +72,7 @@ def show_training(model):
 @callback(Output(ID("figure"), "figure"), Output(ID("table"), "children"), Input(ID("paper"), "value"))
 @safe(lambda msg: ({}, error_box(msg)))
 def show(paper):
-    from workbench.app_state import model_evaluations
+    from app.saved import model_evaluations
     from workbench.plots.generalization import accuracy_figure
 
     curves = model_evaluations()
@@ -92,7 +92,7 @@ def show(paper):
 @callback(Output(ID("robustness"), "figure"), Output(ID("robustness-message"), "children"), Input(ID("model"), "value"))
 @safe(lambda msg: ({}, error_box(msg)))
 def show_robustness(model):
-    from workbench.app_state import model_robustness
+    from app.saved import model_robustness
     from workbench.plots.generalization import robustness_figure
 
     if not model:

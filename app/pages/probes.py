@@ -44,7 +44,7 @@ HEADLINES = 3  # summary numbers per analysis in the comparison table
 
 
 def layout(**_):
-    from workbench.app_state import model_names
+    from app.state import model_names
 
     return html.Div(className="page", children=[
         dcc.Store(id=ID("init"), data=True),  # makes the page's callbacks fire when it opens
@@ -117,7 +117,8 @@ def result_section(name: str, data) -> html.Section:
     if line:
         parts.append(html.P(f"{line} File: {name}.", className="hint"))
     try:
-        from workbench.plots.analysis import figures_for, to_plotly
+        from workbench.analysis.results import figures_for
+        from workbench.plots.analysis import to_plotly
 
         parts += [dcc.Graph(figure=to_plotly(f), config=GRAPH_CONFIG) for f in figures_for(data)]
     except Exception as exc:  # a result from a newer or older analysis: show what we can
@@ -136,7 +137,8 @@ def title_of(name: str, data) -> str:
 def models_table(model: str, files: list) -> html.Section | None:
     """The comparison when no saved comparison exists: the headline numbers of every model with saved results,
     side by side, this model first (read from their JSON, nothing recomputed); None with fewer than two models."""
-    from workbench.app_state import model_names, probe_results
+    from app.saved import probe_results
+    from app.state import model_names
 
     saved = {m: (files if m == model else probe_results(m)) for m in model_names()}
     by_model = {m: {d["analysis"]: d for _, d in f if isinstance(d, dict) and d.get("schema") == SCHEMA}
@@ -175,7 +177,7 @@ def show(model):
 
 def report(model: str) -> list | html.Div:
     """The page for ``model``: contents, the comparison, one section per saved result (or how to compute them)."""
-    from workbench.app_state import probe_results
+    from app.saved import probe_results
 
     files = probe_results(model)
     if not files:

@@ -17,7 +17,7 @@ PLACEHOLDER = "price = 17\ntax = 9\ntotal = price + tax\nshipping = total   # an
 
 
 def layout(**_):
-    from workbench.app_state import MAX_NODES, MAX_TEXT_CHARS, MIN_NODES, model_names
+    from app.state import MAX_NODES, MAX_TEXT_CHARS, MIN_NODES, model_names
     from workbench.task.families import PRESETS
 
     return html.Div(className="page", children=[
@@ -67,7 +67,7 @@ def layout(**_):
 @safe(lambda msg: (no_update, no_update))
 def fill(data, _init):
     """Show the problem on screen (in model order) and its model."""
-    from workbench.app_state import RunKey
+    from app.state import RunKey
 
     key = RunKey.from_json(data)
     return key.text, key.model
@@ -80,7 +80,7 @@ def fill(data, _init):
 @safe(lambda msg: (no_update, error_box(msg)))
 def submit(run_clicks, generate_clicks, preset, text, model, size, seed):
     """Run the typed problem, generate one, or run a preset (one click); the run is computed here once and cached."""
-    from workbench.app_state import generate_problem, get_run, make_key
+    from app.state import generate_problem, get_run, make_key
     from workbench.task.families import PRESETS
 
     if ctx.triggered_id == ID("preset"):
@@ -122,7 +122,7 @@ def token_lines(run, state: int) -> list:
 @safe(lambda msg: "")
 def arithmetic(model):
     """The model's modulus and operations, with what they do to a sum (``17 + 9`` shows as ``3``)."""
-    from workbench.app_state import model_task
+    from app.state import model_task
 
     if not isinstance(model, str) or not model:
         return ""
@@ -146,7 +146,7 @@ def is_error(children) -> bool:
 def show_state(state, data, _init, node, message, drawn):
     """The scrubbing callback: a new problem (or a selected node) draws the graph; a new state only patches
     colours and labels. While the form shows an error, the graph of the previous problem is not shown."""
-    from workbench.app_state import RunKey, get_run
+    from app.state import RunKey, get_run
     from workbench.plots.run import NODE_TRACE, dag_figure, dag_state, label_mask
 
     if is_error(message):
@@ -181,7 +181,7 @@ def pick_node(click):
 @safe(lambda msg: "")
 def node_detail(node, data, _init):
     """The selected node: its equation, parents, children and value in every state (above the graph)."""
-    from workbench.app_state import RunKey, get_run
+    from app.state import RunKey, get_run
     from workbench.plots.run import children_of
 
     run = get_run(RunKey.from_json(data))

@@ -61,14 +61,11 @@ def app_env(app_models, monkeypatch):
 @pytest.fixture(scope="session")
 def dash_app(app_models):
     """The app (built once per process), first showing the default model."""
-    from workbench.cli import load_app_package
+    from app.app import create_app
 
     before = {k: os.environ.get(k) for k in ("WORKBENCH_MODELS", "WORKBENCH_DEVICE")}
     os.environ.update(WORKBENCH_MODELS=str(app_models), WORKBENCH_DEVICE="cpu")
     try:
-        load_app_package()
-        from app.app import create_app
-
         yield create_app("default")
     finally:
         for k, v in before.items():

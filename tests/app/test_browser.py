@@ -166,7 +166,7 @@ def test_two_sessions_at_once_keep_their_own_problems(browser, server_url):
 def test_a_control_that_starts_work_shows_a_loading_indicator_until_it_is_done(page: Page, server_url, monkeypatch):
     import time
 
-    from workbench import app_state
+    from app import state as app_state
 
     real = app_state._compute_run
 

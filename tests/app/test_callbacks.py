@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from workbench import app_state as S
+from app import saved, state as S
 
 pytestmark = pytest.mark.xdist_group("app")
 
@@ -274,10 +274,10 @@ def test_the_probes_page_is_a_report_with_contents_the_comparison_first_and_read
         return {"schema": "workbench-analysis/1", "analysis": analysis, "title": title, "model": {"training": {}},
                 "params": params or {}, "summary": summary, "results": {}}
 
-    saved = {"default": [("probes.json", result("probes", "Linear probes", {"value@rhs acc": 0.912345, "by step": [0.5, 1.0]},
+    files = {"default": [("probes.json", result("probes", "Linear probes", {"value@rhs acc": 0.912345, "by step": [0.5, 1.0]},
                                                 {"model": "default", "depth_cap": 6}))],
              "tiny": [("probes.json", result("probes", "Linear probes", {"value@rhs acc": 0.25}))]}
-    monkeypatch.setattr(S, "probe_results", lambda model: saved.get(model, []))
+    monkeypatch.setattr(saved, "probe_results", lambda model: files.get(model, []))
     page = call(client, [("probes-results", "children")], [("probes-model", "value", "default")])["response"]
     children = page["probes-results"]["children"]
     assert children[0]["props"]["id"] == "probes-contents"
@@ -285,7 +285,7 @@ def test_the_probes_page_is_a_report_with_contents_the_comparison_first_and_read
     assert text.index("Comparison across models") < text.index("Linear probes read each node's value")
     assert "0.912" in text and "0.912345" not in text and "0.5, 1" in text and "depth cap 6" in text
     assert [th["props"]["children"] for th in children[1]["props"]["children"][2]["props"]["children"][0]["props"]["children"]][2:] == ["default", "tiny"]
-    saved["default"].append(("circuits.json", result("circuits", "Circuits compared", {"same circuit": True})))
+    files["default"].append(("circuits.json", result("circuits", "Circuits compared", {"same circuit": True})))
     first = call(client, [("probes-results", "children")], [("probes-model", "value", "default")])["response"]
     text = json.dumps(first["probes-results"]["children"])
     assert text.index("Circuits compared") < text.index("Linear probes read") and "Comparison across models" not in text
@@ -316,3 +316,43 @@ def test_the_quick_analyses_start_only_from_the_offered_button_and_report_progre
         "state": [{"id": "probes-model", "property": "value", "value": "default"}], "changedPropIds": ["probes-poll.n_intervals"]})
     done = response.get_json()["response"]
     assert done["probes-poll"]["disabled"] is True and "No probe results" in json.dumps(done["probes-results"])
+
+
+def test_the_circuit_chain_of_a_clicked_node_names_heads_from_the_same_steps_patterns(client):
+    """``d = c + a`` at the step that writes it: one lookup, gather and induction arc per operand, each
+    labelled with the head whose weight is largest in the very patterns the page shows."""
+    key = S.make_key("default", SMALL)
+    run = S.get_run(key)
+    node = run.names.index("d")
+    t = int(run.depth[node])  # the step that writes d reads state t
+    got = call(client, [("attention-chain", "figure")],
+               [("step", "value", t), ("run", "data", key.to_json()), ("node", "data", node), ("attention-init", "data", True)],
+               changed=["node.data"])["response"]["attention-chain"]["figure"]
+    assert f"The circuit of d (d = c + a) at step {t}" in got["layout"]["title"]["text"]
+    labels = [a["text"] for a in got["layout"]["annotations"]]
+    assert len(got["layout"]["shapes"]) == 3 * 2 == len(labels)  # lookup, gather, induction x two operands
+    rows, lookups = S.step_patterns(key, t)[:, :, node], S.step_operand_lookups(key, t)[:, :, node]
+    layer, head = np.unravel_index(np.argmax(lookups[:, :, 0]), lookups.shape[:2])
+    assert labels[0] == f"L{layer}H{head} {lookups[layer, head, 0]:.2f}"  # the first operand's lookup arc
+    assert lookups[:, :, 0].max() > 0.5  # the shipped default looks variables up (issue #17): not 0.00
+
+
+def test_operand_lookups_are_the_patterns_entries_from_operand_token_to_definition():
+    """Against the hook's own pattern: query = the operand token, key = its variable's defining position."""
+    import torch
+
+    from workbench.hooks.names import hook_name
+
+    key = S.make_key("default", SMALL)
+    run = S.get_run(key)
+    t = 2
+    _, hm = S.get_model("default")
+    _, cache = hm.run_with_cache(torch.from_numpy(run.states[t][None].astype(np.int64)), n_steps=1,
+                                 names_filter=[hook_name(0, "attn.hook_pattern", 0)])
+    pattern = cache[hook_name(0, "attn.hook_pattern", 0)][0]  # [head, query, key]
+    lookups = S.step_operand_lookups(key, t)
+    node = run.names.index("c")  # c = a + b
+    for slot, parent in enumerate(run.parents[node]):
+        expected = pattern[:, run.operand_pos[node, slot], run.rhs_pos[parent]].numpy()
+        np.testing.assert_allclose(lookups[0, :, node, slot], expected, atol=1e-6)
+    assert not lookups[:, :, run.names.index("a")].any()  # a constant has no operand slot

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench import app_state as S
+from app import state as S
 
 pytestmark = pytest.mark.xdist_group("app")
 

@@ -6,14 +6,17 @@ One module per idea; each analysis module has ``run(model, **options) -> (result
 
     activations   sampled batches, chunked cached runs (free or teacher-forced), residuals gathered at node positions
     probes        linear probes (scikit-learn) with control tasks and selectivity, split by graph
+                  (probing: the estimator and curves; probe_checks: is a probe used, is it above random weights)
     lens          the bottleneck lens (decode every residual point of every step), hidden-state drift
-    routing       attention copy / induction scores per step, layer, head; head roles
+    routing       attention copy / induction scores per step, layer, head; head roles (routing_checks: ablations)
     attribution   template-equation relative-variance head attribution, head groups, OV factor amplification
     mlp           MLP contribution and ablation; 3-D Fourier analysis over Z_p^3
     codebook      code usage of the bottleneck, invalid combinations, value transitions
     correction    stepwise solved curves, halting, self-corrections, injected errors
     patching      cross-step activation patching maps
-    results       the JSON envelope on disk; report: the results page; script: what probes/ scripts share
+    summary       each analysis' headline numbers as a typed dataclass (labels for people, fields for code)
+    results       the JSON envelope on disk; report: the results page (comparison: the paper's findings beside
+                  ours); script: what probes/ scripts share
 
 Modules load on first use (``workbench.analysis.probes`` imports scikit-learn).
 """
@@ -22,8 +25,8 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("activations", "probes", "lens", "routing", "attribution", "mlp", "codebook", "correction", "patching",
-           "results", "report", "script")
+MODULES = ("activations", "probes", "probing", "probe_checks", "lens", "routing", "routing_checks", "attribution", "mlp",
+           "codebook", "correction", "patching", "summary", "results", "comparison", "report", "script")
 
 
 def __getattr__(name: str):

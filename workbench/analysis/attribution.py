@@ -20,12 +20,14 @@ Results (``run``): ``rel_var[k][layer][head][slot]`` (slots v0, v1, v2, rhs; nul
 
 from __future__ import annotations
 
+
 import numpy as np
 import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from workbench.analysis.activations import sample_batch
+from workbench.analysis.summary import AttributionSummary
 from workbench.hooks.names import hook_name, parse_hook_name
 from workbench.hooks.tl_wrapper import hooked
 from workbench.task.graphs import Graphs, compute_depth, evaluate
@@ -155,8 +157,8 @@ def ov_amplification(model, *, energy: float = 0.9, n_random: int = 8, seed: int
     return {"amplification": amp, "ratio": ratio, "rank": [U.shape[1] for U in bases], "factors": list(FACTORS)}
 
 
-def run(model, *, n_nodes: int = 16, templates: int = 12, fan_ins: tuple[int, ...] = (1, 2, 3), max_batch: int = 24,
-        seed: int = 0, progress: bool = False) -> tuple[dict, dict]:
+def run(model, *, n_nodes: int = 16, templates: int = 24, fan_ins: tuple[int, ...] = (1, 2, 3), max_batch: int = 24,
+        seed: int = 0, progress: bool = False) -> tuple[dict, AttributionSummary]:
     """Template experiments on ``templates`` graphs per fan-in, plus OV amplification; ``(results, summary)``."""
     hm = hooked(model)
     fan_ins = tuple(k for k in fan_ins if 1 <= k <= hm.task.max_fan_in)
@@ -192,15 +194,13 @@ def run(model, *, n_nodes: int = 16, templates: int = 12, fan_ins: tuple[int, ..
     results = {"fan_ins": list(fan_ins), "slots": list(SLOTS), "layers": L, "heads": H, "templates": templates,
                "rel_var": rel, "groups": groups, "accuracy": accuracy, "accuracy_by_template": per_template,
                "confusion": confusion, "ov": ov}
-    summary = {}
-    for k, a, per in zip(fan_ins, accuracy, per_template):
-        summary[f"k={k} accuracy"] = float(a)
-        summary[f"k={k} accuracy range over base graphs"] = f"{min(per):.2f}-{max(per):.2f}"
-    for layer, g in enumerate(groups[-1]):
-        summary[f"L{layer} groups (k={fan_ins[-1]})"] = "; ".join(f"{s}: {hs}" for s, hs in g.items()) or "none"
     dominant = ov["ratio"].argmax(-1)  # [layer, head]
-    for layer in range(L):
-        summary[f"L{layer} OV top factor per head"] = " ".join(FACTORS[f][:3] for f in dominant[layer])
+    summary = AttributionSummary(
+        accuracy={k: float(a) for k, a in zip(fan_ins, accuracy)},
+        accuracy_range={k: (float(min(per)), float(max(per))) for k, per in zip(fan_ins, per_template)},
+        groups={layer: "; ".join(f"{s}: {hs}" for s, hs in g.items()) or "none" for layer, g in enumerate(groups[-1])},
+        groups_fan_in=int(fan_ins[-1]),
+        ov_top={layer: tuple(FACTORS[f][:3] for f in dominant[layer]) for layer in range(L)})
     return results, summary
 
 
@@ -234,4 +234,4 @@ def figures(result: dict) -> list:
 
 
 __all__ = ["SLOTS", "append_equation", "template_batches", "head_outputs", "relative_variance", "head_groups",
-           "factor_bases", "ov_amplification", "run", "figures"]
+           "factor_bases", "ov_amplification", "AttributionSummary", "run", "figures"]

@@ -16,9 +16,11 @@ at defining positions, ``invalid`` {rule: [step]} (rates over the positions each
 
 from __future__ import annotations
 
+
 import numpy as np
 
 from workbench.analysis.activations import cached_runs, default_steps, sample_batch
+from workbench.analysis.summary import CodebookSummary
 from workbench.hooks.tl_wrapper import hooked
 from workbench.task.tokens import TokenBatch
 from workbench.task.vocab import F_OPERATION, F_SYNTAX, F_VALUE, F_VARIABLE, FACTORS, VALUE, VARIABLE
@@ -74,7 +76,7 @@ def invalid_counts(state: np.ndarray, tb: TokenBatch, modulus: int) -> dict[str,
 
 
 def run(model, *, n_nodes: int = 32, count: int = 128, depth_cap: int | None = None, n_steps: int | None = None,
-        seed: int = 0, batch_size: int = 32, progress: bool = False) -> tuple[dict, dict]:
+        seed: int = 0, batch_size: int = 32, progress: bool = False) -> tuple[dict, CodebookSummary]:
     """Code usage of free runs on ``count`` graphs of ``n_nodes`` nodes; ``(results, summary)``."""
     hm = hooked(model)
     tb = sample_batch(hm, n_nodes, count, seed=seed, depth_cap=depth_cap)
@@ -115,14 +117,13 @@ def run(model, *, n_nodes: int = 32, count: int = 128, depth_cap: int | None = N
     results = {"steps": list(range(T)), "n_nodes": n_nodes, "factors": list(FACTORS), "sizes": list(sizes),
                "histograms": hist, "entropy": entropy, "unused": unused,
                "value_histogram": value_hist / max(n_nodes_total, 1), "invalid": invalid, "transitions": trans}
-    summary = {"value codes unused": len(unused[F_VALUE]),
-               "spare value codes (>= p), max share of positions": float(hist[F_VALUE][:, p:hm.vocab.n_values].sum(1).max()),
-               "value entropy, last step (bits)": float(entropy[F_VALUE][-1]),
-               "corrections (wrong->right), all steps": float(trans["wrong->right"].sum()),
-               "new errors (right->wrong), all steps": float(trans["right->wrong"].sum()),
-               "empty->right, all steps": float(trans["empty->right"].sum()),
-               "empty->wrong, all steps": float(trans["empty->wrong"].sum()),
-               "max invalid rate": float(max(np.nanmax(v) if np.isfinite(v).any() else 0 for v in invalid.values()))}
+    summary = CodebookSummary(
+        unused_value_codes=len(unused[F_VALUE]),
+        spare_value_share=float(hist[F_VALUE][:, p:hm.vocab.n_values].sum(1).max()),
+        value_entropy=float(entropy[F_VALUE][-1]),
+        corrections=float(trans["wrong->right"].sum()), new_errors=float(trans["right->wrong"].sum()),
+        empty_to_right=float(trans["empty->right"].sum()), empty_to_wrong=float(trans["empty->wrong"].sum()),
+        max_invalid_rate=float(max(np.nanmax(v) if np.isfinite(v).any() else 0 for v in invalid.values())))
     return results, summary
 
 
@@ -145,4 +146,4 @@ def figures(result: dict) -> list:
     return figs
 
 
-__all__ = ["TRANSITIONS", "INVALID", "transitions", "invalid_counts", "run", "figures"]
+__all__ = ["TRANSITIONS", "INVALID", "transitions", "invalid_counts", "CodebookSummary", "run", "figures"]

@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.analysis.activations import cached_runs, sample_batch
+from workbench.analysis.summary import CorrectionSummary
 from workbench.hooks.interventions import inject_corruption
 from workbench.hooks.tl_wrapper import hooked
 from workbench.hooks.decoded import Trajectory, decode_run
@@ -117,9 +118,9 @@ def injection(model, *, n_nodes: int = 16, count: int = 64, steps: Sequence[int]
             "delay": delay, "steps_to_repair": to_repair, "by_depth": by_depth}
 
 
-def run(model, *, sizes: Sequence[int] = (8, 16, 32), count: int = 64, inject_nodes: int = 16, inject_count: int = 48,
+def run(model, *, sizes: Sequence[int] = (8, 16, 32, 64), count: int = 128, inject_nodes: int = 16, inject_count: int = 96,
         inject_steps: Sequence[int] = (1, 2, 3), ks: Sequence[int] = (1, 2, 4), compare: Sequence = (),
-        max_steps: int = 24, seed: int = 0, progress: bool = False) -> tuple[dict, dict]:
+        max_steps: int = 24, seed: int = 0, progress: bool = False) -> tuple[dict, CorrectionSummary]:
     """Stepwise curves and halting per size, injections (for ``compare`` models too); ``(results, summary)``."""
     hm = hooked(model)
     sizes = [n for n in sizes if n <= hm.task.n_names]
@@ -132,15 +133,12 @@ def run(model, *, sizes: Sequence[int] = (8, 16, 32), count: int = 64, inject_no
         others[name] = injection(other, n_nodes=inject_nodes, count=inject_count, steps=inject_steps, ks=ks, seed=seed,
                                  progress=progress)
     results = {"sizes": sizes, "stepwise": step, "injection": inj, "compare": others}
-    summary = {}
-    for n, s in step.items():
-        summary[f"N={n} solved (fixed point / oracle)"] = f"{s['acc_fixed_point']:.3f} / {s['acc_oracle']:.3f}"
-        summary[f"N={n} corrections per node"] = float(np.sum(s["corrections"]))
-    summary["one-step repair (k=1, mean over t)"] = float(np.nanmean(inj["one_step"][:, 0]))
-    summary["eventual repair (k=1, mean over t)"] = float(np.nanmean(inj["eventual"][:, 0]))
-    summary["run ends as clean (k=1, mean over t)"] = float(np.nanmean(inj["recovered"][:, 0]))
-    for name, o in others.items():
-        summary[f"{name}: one-step repair (k=1)"] = float(np.nanmean(o["one_step"][:, 0]))
+    summary = CorrectionSummary(
+        solved={n: (float(s["acc_fixed_point"]), float(s["acc_oracle"])) for n, s in step.items()},
+        corrections_per_node={n: float(np.sum(s["corrections"])) for n, s in step.items()},
+        one_step_repair=float(np.nanmean(inj["one_step"][:, 0])), eventual_repair=float(np.nanmean(inj["eventual"][:, 0])),
+        ends_as_clean=float(np.nanmean(inj["recovered"][:, 0])),
+        compare_one_step_repair={name: float(np.nanmean(o["one_step"][:, 0])) for name, o in others.items()})
     return results, summary
 
 
@@ -188,4 +186,4 @@ def figures(result: dict) -> list:
     return figs
 
 
-__all__ = ["free_trajectory", "events", "stepwise", "injection", "run", "figures"]
+__all__ = ["free_trajectory", "events", "stepwise", "injection", "CorrectionSummary", "run", "figures"]

@@ -28,11 +28,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from workbench.hooks.inputs import Problems, to_token_batch
 from workbench.hooks.names import hook_name
 from workbench.hooks.tl_wrapper import hooked
 from workbench.model.looped import LoopedModel
 from workbench.solving import run_chunked
+from workbench.task.encoding import Problems, encode
 from workbench.task.tokens import TokenBatch
 from workbench.task.vocab import F_VALUE
 
@@ -99,7 +99,7 @@ class FanOutLookup:
 def measure_lookup(model: LoopedModel, problems: Problems, *, seed: int = 0) -> FanOutLookup:
     """One teacher-forced step on the solved state of ``problems``: lookup mass and readout per occurrence."""
     hm = hooked(model)
-    tb = to_token_batch(problems, model.task, seed=seed)
+    tb, _ = encode(problems, model.task, seed=seed)
     solved = torch.from_numpy(tb.solved()).long()
     sites = [hook_name(0, "attn.hook_pattern", layer) for layer in range(model.cfg.n_layers)]
     resid_site = hook_name(0, "hook_resid_post", 0)
@@ -144,7 +144,7 @@ def sharpened(model: LoopedModel, factor: float) -> Iterator[LoopedModel]:
 
 def free_run(model: LoopedModel, problems: Problems, *, seed: int = 0, edges: tuple[int, ...] = BIN_EDGES) -> list[dict]:
     """Free-running solve: per bin of a node's most-recurring operand, the share of nodes right and left EMPTY."""
-    tb = to_token_batch(problems, model.task, seed=seed)
+    tb, _ = encode(problems, model.task, seed=seed)
     final, _, _ = run_chunked(model, tb)
     op_counts = operand_recurrence(tb, recurrence_counts(tb))  # [batch, node]
     g = tb.graphs
@@ -165,7 +165,7 @@ def first_errors(model: LoopedModel, problems: Problems, *, seed: int = 0) -> li
     """
     from workbench.training.batches import one_step_values
 
-    tb = to_token_batch(problems, model.task, seed=seed)
+    tb, _ = encode(problems, model.task, seed=seed)
     out = hooked(model)(torch.from_numpy(tb.tokens).long(), lengths=torch.from_numpy(tb.length), return_type="output")
     states = out.states.numpy()  # [step + 1, batch, pos, factor]
     op_counts = operand_recurrence(tb, recurrence_counts(tb))  # [batch, node]

@@ -16,6 +16,7 @@ defining positions, ``changed`` [step] fraction of real positions whose output t
 
 from __future__ import annotations
 
+
 import numpy as np
 import torch
 from jaxtyping import Float
@@ -23,6 +24,7 @@ from torch import Tensor
 
 from workbench.analysis.activations import (cached_runs, default_steps, node_samples, point_label, residual_points,
                                             sample_batch)
+from workbench.analysis.summary import LensSummary
 from workbench.hooks.names import hook_name, sites_filter
 from workbench.hooks.tl_wrapper import hooked
 from workbench.task.vocab import F_VALUE, FACTORS
@@ -35,8 +37,8 @@ def lens_logits(model, resid: Float[Tensor, "... d_model"]) -> list[Float[Tensor
     return m.unembed(m.ln_final(resid))
 
 
-def run(model, *, n_nodes: int = 16, count: int = 128, depth_cap: int | None = 6, n_steps: int | None = None,
-        mode: str = "free", seed: int = 0, batch_size: int = 32, progress: bool = False) -> tuple[dict, dict]:
+def run(model, *, n_nodes: int = 16, count: int = 256, depth_cap: int | None = 6, n_steps: int | None = None,
+        mode: str = "free", seed: int = 0, batch_size: int = 32, progress: bool = False) -> tuple[dict, LensSummary]:
     """Lens every residual point of every step on ``count`` graphs; ``(results, summary)``."""
     hm = hooked(model)
     tb = sample_batch(hm, n_nodes, count, seed=seed, depth_cap=depth_cap)
@@ -100,10 +102,10 @@ def run(model, *, n_nodes: int = 16, count: int = 128, depth_cap: int | None = 6
                "first_appearance": first, "first_labels": [f"t{t}.{p}" for t in range(T) for p in labels] + ["never"],
                "drift": drift}
     at_depth = [by_depth[d, d, :] for d in range(min(max_depth, T - 1) + 1) if np.isfinite(by_depth[d, d]).all()]
-    summary = {"value acc, last point, last step": float(value_acc[-1, -1]),
-               "value agreement with output at L0.pre (mean over steps)": float(agree[F_VALUE, :, 0].sum() / seen[F_VALUE, :, 0].sum()),
-               "never decoded": float((where == T * P).mean()),
-               "value acc at step = depth, by point": [float(v) for v in np.mean(at_depth, 0)] if at_depth else None}
+    summary = LensSummary(last_acc=float(value_acc[-1, -1]),
+                          first_point_agreement=float(agree[F_VALUE, :, 0].sum() / seen[F_VALUE, :, 0].sum()),
+                          never_decoded=float((where == T * P).mean()),
+                          acc_at_depth_by_point=tuple(float(v) for v in np.mean(at_depth, 0)) if at_depth else None)
     return results, summary
 
 
@@ -136,4 +138,4 @@ def figures(result: dict) -> list:
     return figs
 
 
-__all__ = ["lens_logits", "run", "figures"]
+__all__ = ["lens_logits", "LensSummary", "run", "figures"]

@@ -21,6 +21,7 @@ at (a,a,a), a = 0..p-1), ``top`` {signal: [[kx, ky, kz, fraction], ...]}, ``axis
 
 from __future__ import annotations
 
+
 import numpy as np
 import torch
 from jaxtyping import Float, Int
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from workbench.analysis.activations import cached_runs, default_steps, sample_batch
 from workbench.analysis.attribution import append_equation
+from workbench.analysis.summary import MlpSummary
 from workbench.hooks.names import hook_name, sites_filter, step_of
 from workbench.hooks.tl_wrapper import hooked
 from workbench.task.tokens import tokenize
@@ -200,7 +202,7 @@ def fourier(hm, *, layer: int | None = None, n_nodes: int = 16, seed: int = 0, p
 
 
 def run(model, *, n_nodes: int = 16, count: int = 64, depth_cap: int | None = 6, n_steps: int | None = None,
-        layer: int | None = None, seed: int = 0, batch_size: int = 32, progress: bool = False) -> tuple[dict, dict]:
+        layer: int | None = None, seed: int = 0, batch_size: int = 32, progress: bool = False) -> tuple[dict, MlpSummary]:
     """Contribution and ablation of every MLP, and the Fourier analysis of one (the last); ``(results, summary)``."""
     hm = hooked(model)
     if layer is not None and not 0 <= layer < hm.cfg.n_layers:
@@ -215,15 +217,15 @@ def run(model, *, n_nodes: int = 16, count: int = 64, depth_cap: int | None = 6,
     four = fourier(hm, layer=layer, n_nodes=n_nodes, seed=seed, progress=progress)
     results = {"steps": list(range(T)), "layers": hm.cfg.n_layers, "contribution": contrib, "clean": clean,
                "ablation": abl, "fourier": four}
-    summary = {f"L{l} MLP rel. change": float(np.nanmean(contrib["mlp"][:, l])) for l in range(hm.cfg.n_layers)}
-    for l in range(hm.cfg.n_layers):
-        summary[f"L{l} MLP mean-ablation frontier drop"] = float(np.nanmean(clean["frontier"] - abl["mean"]["frontier"][:, l]))
+    layers = range(hm.cfg.n_layers)
     f = four["fractions"]
-    summary.update({"clean frontier acc": float(np.nanmean(clean["frontier"])),
-                    "sweep accuracy (a+b+c)": four["accuracy"],
-                    "pre: bias share": f["pre"]["bias"], "post: diagonal share": f["post"]["diagonal"],
-                    "out: diagonal share": f["out"]["diagonal"], "logits: diagonal share": f["logits"]["diagonal"],
-                    "logits: axis share per operand (v0, v1, v2)": " ".join(f"{v:.2f}" for v in four["axis_by_operand"]["logits"])})
+    summary = MlpSummary(
+        rel_change={l: float(np.nanmean(contrib["mlp"][:, l])) for l in layers},
+        ablation_drop={l: float(np.nanmean(clean["frontier"] - abl["mean"]["frontier"][:, l])) for l in layers},
+        clean_frontier_acc=float(np.nanmean(clean["frontier"])), sweep_accuracy=float(four["accuracy"]),
+        pre_bias_share=float(f["pre"]["bias"]), post_diagonal_share=float(f["post"]["diagonal"]),
+        out_diagonal_share=float(f["out"]["diagonal"]), logits_diagonal_share=float(f["logits"]["diagonal"]),
+        logits_axis_share=tuple(float(v) for v in four["axis_by_operand"]["logits"]))
     return results, summary
 
 
@@ -258,4 +260,4 @@ def figures(result: dict) -> list:
 
 
 __all__ = ["CLASSES", "SIGNALS", "contribution", "step_accuracy", "ablation", "frequency_classes", "fourier_power",
-           "sweep", "fourier", "run", "figures"]
+           "sweep", "fourier", "MlpSummary", "run", "figures"]

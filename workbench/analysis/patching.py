@@ -18,11 +18,13 @@ Results (``run``): ``components`` (labels: heads ``0..H-1``, ``attn``, ``mlp``),
 
 from __future__ import annotations
 
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from workbench.analysis.activations import default_steps, sample_batch
+from workbench.analysis.summary import PatchingSummary
 from workbench.errors import WorkbenchError
 from workbench.hooks.names import hook_name, sites_filter
 from workbench.hooks.tl_wrapper import hooked
@@ -51,8 +53,8 @@ def _run(hm, state: torch.Tensor, lengths: torch.Tensor, n_steps: int, hooks=())
                              fwd_hooks=list(hooks))
 
 
-def run(model, *, n_nodes: int = 16, count: int = 32, n_steps: int | None = None, seed: int = 0,
-        progress: bool = False) -> tuple[dict, dict]:
+def run(model, *, n_nodes: int = 16, count: int = 64, n_steps: int | None = None, seed: int = 0,
+        progress: bool = False) -> tuple[dict, PatchingSummary]:
     """Patch every head, attention and MLP output at every step from the clean run; ``(results, summary)``."""
     hm = hooked(model)
     if hm.cfg.latent != "discrete" or not hm.cfg.looped:
@@ -133,15 +135,20 @@ def run(model, *, n_nodes: int = 16, count: int = 32, n_steps: int | None = None
                "final_differ": int(final_differ.sum())}
     with np.errstate(invalid="ignore"):
         best = np.nanargmax(np.nan_to_num(step_eff, nan=-np.inf).reshape(-1)) if np.isfinite(step_eff).any() else None
-    summary = {"nodes differing at the end": int(final_differ.sum()),
-               "state patch final effect (sanity, = 1)": float(np.nanmin(state_eff["final"])) if np.isfinite(state_eff["final"]).any() else None}
+    largest = None
     if best is not None:
         t, layer, j = np.unravel_index(best, step_eff.shape)
-        summary["largest step effect"] = f"step {t}, L{layer} {comps[j]}: {step_eff[t, layer, j]:.2f}"
-    for layer in range(L):
+        largest = f"step {t}, L{layer} {comps[j]}: {step_eff[t, layer, j]:.2f}"
+
+    def mean_effect(x: np.ndarray) -> float | None:
         with np.errstate(invalid="ignore"):
-            summary[f"L{layer} mlp mean step effect"] = float(np.nanmean(step_eff[:, layer, -1])) if np.isfinite(step_eff[:, layer, -1]).any() else None
-            summary[f"L{layer} attn mean step effect"] = float(np.nanmean(step_eff[:, layer, -2])) if np.isfinite(step_eff[:, layer, -2]).any() else None
+            return float(np.nanmean(x)) if np.isfinite(x).any() else None
+
+    summary = PatchingSummary(
+        nodes_differing=int(final_differ.sum()),
+        state_patch_effect=float(np.nanmin(state_eff["final"])) if np.isfinite(state_eff["final"]).any() else None,
+        largest_step_effect=largest, mlp_effect={layer: mean_effect(step_eff[:, layer, -1]) for layer in range(L)},
+        attn_effect={layer: mean_effect(step_eff[:, layer, -2]) for layer in range(L)})
     return results, summary
 
 
@@ -165,4 +172,4 @@ def figures(result: dict) -> list:
             Figure("sanity", "Patching the whole state", [sanity, support])]
 
 
-__all__ = ["corrupt_leaf", "run", "figures"]
+__all__ = ["corrupt_leaf", "PatchingSummary", "run", "figures"]

@@ -10,10 +10,15 @@ generated from the numbers too, so the page says what the data say and nothing m
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from workbench.analysis.comparison import (ROWS, comparison, fmt_number, fmt_percent, status_line, synthesis,
+                                           trained_for)
+from workbench.analysis.summary import summary_of
+
+_f, _pct = fmt_number, fmt_percent
 
 ANALYSES = ("probes", "lens", "routing", "attribution", "mlp", "codebook", "correction", "patching")
 SCRIPTS = {"probes": "linear_probes.py", "lens": "bottleneck_lens.py", "routing": "attention_routing.py",
@@ -46,264 +51,30 @@ WHAT = {
 }
 
 
-# ------------------------------------------------------------------------------------------- helpers
-def _f(x, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "n/a"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f} %"
-
-
-def trained_for(model: dict) -> dict[str, bool]:
-    """What the model's training has reached: ``addition2``, ``addition3``, ``error_correction``, ``finished``."""
-    tr = model.get("training") or {}
-    finished = bool(tr.get("finished")) or tr.get("steps") is None
-    fan = max((tr.get("phase_info") or {}).get("fan_in") or [3])
-    phases = tr.get("phases") or []
-    phase = tr.get("phase")
-    ec_phase = "error-correction" in phases and phase in phases and phases.index(phase) >= phases.index("error-correction")
-    return {"finished": finished, "addition2": finished or fan >= 2, "addition3": finished or fan >= 3,
-            "error_correction": finished or ec_phase}
-
-
-def status_line(model: dict) -> str:
-    """One line on how far the model trained."""
-    tr = model.get("training") or {}
-    if trained_for(model)["finished"]:
-        return f"`{model['name']}`: fully trained."
-    info = tr.get("phase_info") or {}
-    what = ""
-    if info:
-        fan = max(info.get("fan_in") or [3])
-        seen = {1: "copying only: no addition seen yet", 2: "copies and sums of two operands, not of three"}.get(fan, "sums of up to three operands")
-        if info.get("modulus") and info["modulus"] != model.get("modulus"):
-            seen += f", wrap-free (modulus {info['modulus']})"
-        what = f" (fan-in {info.get('fan_in')}, N {info.get('nodes')}: {seen})"
-    return (f"`{model['name']}` is **PARTIALLY TRAINED**: step {tr.get('steps')} of {tr.get('total_steps')}, "
-            f"phase `{tr.get('phase')}`{what}.")
-
-
-# ------------------------------------------------------------------------------ the paper, row by row
-def _roles(res: dict, layer: int, role: str) -> list[dict]:
-    return [r for r in res["routing"]["results"]["roles"] if r["layer"] == layer and r["role"] == role]
-
-
-def _ov_top(res: dict, layer: int, heads: list[int]) -> list[str]:
-    ov = res["attribution"]["results"]["ov"]
-    return [ov["factors"][int(np.argmax(ov["ratio"][layer][h]))] for h in heads]
-
-
-def _describe(heads: list[dict]) -> str:
-    """``[2 (v0, used), 5 (v1, attends, not used)]``: head, slot where it has one, and the causal verdict."""
-    def one(r: dict) -> str:
-        bits = [f"v{r['slot']}"] if r.get("slot") is not None else []
-        bits += [r["verdict"]] if r.get("verdict") else []
-        return f"{r['head']} ({', '.join(bits)})" if bits else str(r["head"])
-    return "[" + ", ".join(one(r) for r in heads) + "]"
-
-
-def _row_copy(res):
-    """The paper's layer-1 heads read the operand *names* from the result position, one head per slot
-    (our ``gather``). A model may instead look values up at the operand tokens first (``lookup``)."""
-    heads = _roles(res, 0, "gather")
-    slots = {r["slot"] for r in heads if r["slot"] is not None}
-    groups = res["attribution"]["results"]["groups"][-1][0] if res.get("attribution") else {}
-    ours = f"L0 gather heads {_describe(heads)}; attribution groups (fan-in 3) {groups or 'none'}"
-    lookup = _roles(res, 0, "lookup")
-    if not heads and lookup:
-        r = res["routing"]["results"]
-        later = [x for x in r["roles"] if x["layer"] > 0 and x["role"] == "gather"]
-        mass = max(x["operand_lookup"] for x in lookup)
-        ours = (f"differs: L0 heads {_describe(lookup)} look each operand's value up at the operand token "
-                f"(mass on the definition up to {_f(mass)}); the result position then gathers the operand tokens "
-                f"by slot in L1: {_describe(later)}")
-        return ours, "differs", None
-    verdict = "agrees" if len(heads) >= 2 and len(slots) >= 3 else "partly" if heads else "not seen"
-    return ours, verdict, "addition2" if len(slots) < 3 else None
-
-
-def _row_ov_var(res):
-    heads = [r["head"] for r in _roles(res, 0, "gather")] or list(range(res["routing"]["results"]["heads"]))
-    top = _ov_top(res, 0, heads)
-    share = top.count("variable") / len(top)
-    return (f"top factor of L0 {'gather' if _roles(res, 0, 'gather') else 'all'} heads: {', '.join(top)}",
-            "agrees" if share > 0.5 else "partly" if share > 0 else "differs", None)
-
-
-def _row_mlp0(res):
-    v = res["mlp"]["summary"]["L0 MLP rel. change"]
-    return f"L0 MLP relative change {_f(v)}", "agrees" if v < 0.1 else "differs", None
-
-
-def _row_induction(res):
-    last = res["routing"]["results"]["layers"] - 1
-    heads = _roles(res, last, "induction")
-    some = [r for r in res["routing"]["results"]["roles"] if r["layer"] == last and "induction" in r["steps"]]
-    when = ", ".join(f"{r['head']} (steps {[t for t, x in enumerate(r['steps']) if x == 'induction']})" for r in some)
-    ours = f"L{last} induction heads over all steps {_describe(heads)}; at some step: {when or 'none'}"
-    gather = _roles(res, last, "gather")
-    if not heads and not some and gather:
-        r = res["routing"]["results"]
-        ours = (f"differs: no head reads the parents' definitions from the result position (max induction mass "
-                f"{_f(max(x['induction'] for x in r['roles']))}); L{last} gathers the looked-up values from the operand "
-                f"tokens by slot instead: {_describe(gather)}")
-        return ours, "differs", None
-    verdict = "agrees" if len(heads) >= 2 else "partly" if heads or some else "not seen"
-    return ours, verdict, None
-
-
-def _row_ov_val(res):
-    last = res["routing"]["results"]["layers"] - 1
-    heads = [r["head"] for r in _roles(res, last, "induction")] or list(range(res["routing"]["results"]["heads"]))
-    top = _ov_top(res, last, heads)
-    share = top.count("value") / len(top)
-    return (f"top factor of L{last} {'induction' if _roles(res, last, 'induction') else 'all'} heads: {', '.join(top)}",
-            "agrees" if share > 0.5 else "partly" if share > 0 else "differs", None)
-
-
-def _row_fourier(res):
-    f = res["mlp"]["results"]["fourier"]["fractions"]
-    share = {s: f[s]["diagonal"] / max(1 - f[s]["bias"], 1e-9) for s in f}
-    ours = (f"pre: bias {_f(f['pre']['bias'])}; diagonal share of the non-bias power: post {_f(share['post'])}, "
-            f"out {_f(share['out'])}, logits {_f(share['logits'])}")
-    verdict = "agrees" if share["logits"] > 0.5 and share["post"] > share["pre"] else \
-        "partly" if share["logits"] > 0.2 else "differs"
-    return ours, verdict, "addition3"
-
-
-def _row_template(res):
-    acc = res["attribution"]["results"]["accuracy"][-1]
-    k = res["attribution"]["results"]["fan_ins"][-1]
-    return f"{_pct(acc)} right (fan-in {k})", "agrees" if acc > 0.9 else "partly" if acc > 0.5 else "differs", \
-        "addition3"
-
-
-def _row_stepwise(res):
-    st = res["correction"]["results"]["stepwise"]
-    n = "32" if "32" in st else max(st, key=int)
-    s = st[n]["solved"]
-    at = lambda t: _pct(s[t]) if t < len(s) else "n/a"  # noqa: E731
-    ours = f"N={n}: {at(10)} after iteration 10, {at(12)} after 12 (ran {len(s)})"
-    best = max(v for v in s if v is not None) if s else 0
-    return ours, "agrees" if best >= 0.95 else "partly" if best >= 0.5 else "differs", "addition3"
-
-
-def _row_repair(res):
-    v = res["correction"]["summary"]["one-step repair (k=1, mean over t)"]
-    return f"one-step repair of 1 injected error: {_pct(v)}", "agrees" if v >= 0.9 else \
-        "partly" if v >= 0.5 else "differs", "error_correction"
-
-
-#: (finding, the paper's number or claim, rule -> (ours, verdict, what training it needs), analyses it reads)
-ROWS: list[tuple[str, str, Callable, tuple[str, ...]]] = [
-    ("Layer-1 heads copy operand names to the result, grouped by slot", "v0 {4, 8}, v1 {5, 12}, v2 {3, 7, 11, 14}",
-     _row_copy, ("routing", "attribution")),
-    ("Layer-1 OV circuits amplify the variable factor", "yes", _row_ov_var, ("routing", "attribution")),
-    ("Layer-1 MLP nearly inert", "< 10 % relative L2 change", _row_mlp0, ("mlp",)),
-    ("Layer-2 heads fetch operand values by induction, grouped by slot", "v0 {0, 8, 15}, v1 {5, 10}, v2 {2, 3, 4, 7, 9}",
-     _row_induction, ("routing",)),
-    ("Layer-2 OV circuits amplify the value factor", "yes", _row_ov_val, ("routing", "attribution")),
-    ("Last MLP adds mod p with Fourier features", "bias dominates pre-act.; diagonal (a,a,a) after ReLU and in the output",
-     _row_fourier, ("mlp",)),
-    ("Controlled experiment: written value = true sum", "the model solves it", _row_template, ("attribution",)),
-    ("Stepwise: depth-d graphs solved at iteration d", "N = 32: 99 % by iteration 10, 100 % by 12", _row_stepwise,
-     ("correction",)),
-    ("One-step error correction", "near 100 % (4-layer model)", _row_repair, ("correction",)),
-]
-
-
-def comparison(res: dict) -> list[tuple[str, str, str, str]]:
-    """``(finding, paper, ours, verdict)`` rows for one model's results ``{analysis: result}``."""
-    model = next(iter(res.values()))["model"]
-    reached = trained_for(model)
-    rows = []
-    for finding, paper, rule, needs in ROWS:
-        if not all(a in res for a in needs):
-            rows.append((finding, paper, "not run", "—"))
-            continue
-        ours, verdict, requires = rule(res)
-        if verdict != "agrees" and requires is not None and not reached[requires]:
-            verdict += f" — not trained for it yet ({requires.replace('_', ' ')})"
-        rows.append((finding, paper, ours, verdict))
-    return rows
-
-
-def synthesis(res: dict) -> list[str]:
-    """Bullets that read across analyses (each a fact with its numbers), for one model's results."""
-    out = []
-    if "routing" in res:
-        roles = res["routing"]["results"]["roles"]
-        for role, what in (("lookup", "look operand values up at the operand tokens"),
-                           ("gather", "gather operand tokens into the result position by slot"),
-                           ("induction", "read the parents' definitions from the result position")):
-            heads = [r for r in roles if r["role"] == role]
-            if heads:
-                used = [r for r in heads if r.get("verdict", "used").startswith("used")]
-                names = ", ".join("L%dh%d" % (r["layer"], r["head"]) for r in heads)
-                out.append(f"Heads {names} {what} (routing); {len(used)} of {len(heads)} pass the ablation check.")
-    if "attribution" in res:
-        a = res["attribution"]["results"]
-        groups = a["groups"][-1]
-        slots = sorted({slot for g in groups for slot in g if slot != "rhs"})
-        out.append(f"With a fan-in-{a['fan_ins'][-1]} template, head outputs at the result follow the operand slots "
-                   f"{slots or 'none'} (attribution groups {groups}).")
-    if "mlp" in res:
-        axes = res["mlp"]["results"]["fourier"]["axis_by_operand"]["logits"]
-        f = res["mlp"]["results"]["fourier"]["fractions"]["logits"]
-        top = int(np.argmax(axes))
-        out.append(f"Over Z_p^3 the value logits put {_f(axes[top])} of their power on operand v{top}'s own axis and "
-                   f"{_f(f['diagonal'])} on the sum's diagonal (mlp): the written value follows "
-                   f"{'one operand, not the sum' if axes[top] > f['diagonal'] else 'the sum'}.")
-    if "lens" in res:
-        by_point = res["lens"]["summary"].get("value acc at step = depth, by point")
-        pts = res["lens"]["results"]["points"]
-        if by_point:
-            jump = int(np.argmax(np.diff([0.0] + list(by_point))))
-            where = f"written by the sublayer just before {pts[jump]}" if jump else "already in the input"
-            out.append(f"At the step that computes a node, its value first becomes decodable at {pts[jump]} "
-                       f"({_f(by_point[jump])}; lens): {where}.")
-    if "correction" in res:
-        st = res["correction"]["results"]["stepwise"]
-        n = max(st, key=int)
-        iters = st[n]["iterations_by_depth"]
-        d = np.array([int(k) for k in iters], dtype=float)
-        v = np.array(list(iters.values()), dtype=float)
-        slope = float(np.polyfit(d, v, 1)[0]) if len(d) > 1 else float("nan")
-        out.append(f"At N={n} the loop reaches its fixed point after {_f(float(v.mean()), 1)} steps on average, "
-                   f"{_f(slope)} more per unit of graph depth (a perfect model: depth + 1, slope 1; correction).")
-    return out
-
-
 # ------------------------------------------------------------------------------------------ readings
 def _reading_probes(r: dict) -> str:
-    res, s = r["results"], r["summary"]
+    res, s = r["results"], summary_of(r)
     t = res["tasks"]
     out = []
     if "value@rhs" in t:
         bd = np.array(t["value@rhs"]["by_depth"], dtype=float)  # [depth, step, point]
         diag = [f"depth {d}: {_f(bd[d, d, -1])}" for d in range(min(bd.shape[0], bd.shape[1])) if np.isfinite(bd[d, d, -1])]
-        out.append(f"A node's value at its defining position: mean accuracy {_f(s['value@rhs acc'])} after the last "
-                   f"layer (majority {_f(s['value@rhs majority'])}, random-weight model "
-                   f"{_f(s.get('value@rhs random-init acc'))}). At the step that should compute it (step = depth): "
+        out.append(f"A node's value at its defining position: mean accuracy {_f(s.acc['value@rhs'])} after the last "
+                   f"layer (majority {_f(s.majority['value@rhs'])}, random-weight model "
+                   f"{_f(s.random_init_acc.get('value@rhs'))}). At the step that should compute it (step = depth): "
                    + ", ".join(diag) + ".")
     if "value@operand" in t:
         out.append(f"An operand's value at its occurrence in a later equation (never written there): "
-                   f"{_f(s['value@operand acc'])} (majority {_f(s['value@operand majority'])}, random weights "
-                   f"{_f(s.get('value@operand random-init acc'))}).")
+                   f"{_f(s.acc['value@operand'])} (majority {_f(s.majority['value@operand'])}, random weights "
+                   f"{_f(s.random_init_acc.get('value@operand'))}).")
     if "operand0@rhs" in t:
-        ops = [f"v{k} {_f(s[f'operand{k}@rhs acc'])}" for k in range(3) if f"operand{k}@rhs acc" in s]
+        ops = [f"v{k} {_f(s.acc[f'operand{k}@rhs'])}" for k in range(3) if f"operand{k}@rhs" in s.acc]
         out.append(f"Operand names at the result position (chance ~1/{t['operand0@rhs']['n_classes']}): "
-                   + ", ".join(ops) + f"; random weights {_f(s.get('operand0@rhs random-init acc'))} for v0.")
+                   + ", ".join(ops) + f"; random weights {_f(s.random_init_acc.get('operand0@rhs'))} for v0.")
     if "computed@operand" in t:
-        out.append(f"'Computed yet' read at an operand occurrence: {_f(s['computed@operand acc'])} "
-                   f"(majority {_f(s['computed@operand majority'])}).")
-    name = [s[k] for k in s if k.endswith("selectivity (name)")]
-    shuffle = [s[k] for k in s if k.endswith("selectivity (shuffle)")]
+        out.append(f"'Computed yet' read at an operand occurrence: {_f(s.acc['computed@operand'])} "
+                   f"(majority {_f(s.majority['computed@operand'])}).")
+    name, shuffle = list(s.selectivity_name.values()), list(s.selectivity_shuffle.values())
     if name:
         out.append(f"Selectivity against the name control averages {_f(float(np.mean(name)))}: with d_model >= the "
                    f"name pool every function of the variable name is linear, so that control is memorized and "
@@ -313,11 +84,11 @@ def _reading_probes(r: dict) -> str:
 
 
 def _reading_lens(r: dict) -> str:
-    s = r["summary"]
-    by_point = s.get("value acc at step = depth, by point")
+    s = summary_of(r)
+    by_point = s.acc_at_depth_by_point
     pts = r["results"]["points"]
-    txt = (f"After the last layer the lens is the output itself; it decodes the true value at {_pct(s['value acc, last point, last step'])} "
-           f"of defining positions at the last step. {_pct(s['never decoded'])} of nodes are never decoded right at any "
+    txt = (f"After the last layer the lens is the output itself; it decodes the true value at {_pct(s.last_acc)} "
+           f"of defining positions at the last step. {_pct(s.never_decoded)} of nodes are never decoded right at any "
            f"step or point.")
     if by_point:
         txt += " At the step that should compute a node, by point: " + ", ".join(
@@ -326,65 +97,67 @@ def _reading_lens(r: dict) -> str:
 
 
 def _reading_routing(r: dict) -> str:
-    res, s = r["results"], r["summary"]
-    parts = [f"{k}: {v}" for k, v in s.items() if k.startswith("L")]
+    res, s = r["results"], summary_of(r)
+    parts = [f"{s.label(f'{role}_heads', layer)}: {heads}"
+             for role, by_layer in s.role_heads().items() for layer, heads in by_layer.items()]
     path = ""
-    if "clean frontier acc" in s:
+    if s.clean_frontier_acc is not None:
         path = (f" Path test: with the lookup heads ablated at the operand tokens only, frontier accuracy is "
-                f"{_f(s['lookup heads ablated at operand tokens only (frontier acc)'])}; ablated everywhere else, "
-                f"{_f(s['lookup heads ablated elsewhere only (frontier acc)'])} (clean {_f(s['clean frontier acc'])}).")
+                f"{_f(s.lookup_ablated_at_operands)}; ablated everywhere else, "
+                f"{_f(s.lookup_ablated_elsewhere)} (clean {_f(s.clean_frontier_acc)}).")
     return (f"Head roles (teacher-forced steps, mean mass >= {res['threshold']}; causal check: ablation drop >= "
             f"{res.get('used_drop', 0.02)}): " + ("; ".join(parts) or "none") + "." +
-            f" Max masses: operand lookup {_f(s['max operand_lookup'])}, gather {_f(s['max gather'])}, "
-            f"induction {_f(s['max induction'])}." + path)
+            f" Max masses: operand lookup {_f(s.max_operand_lookup)}, gather {_f(s.max_gather)}, "
+            f"induction {_f(s.max_induction)}." + path)
 
 
 def _reading_attribution(r: dict) -> str:
-    s = r["summary"]
-    acc = ", ".join(f"{k} {_pct(v)} (range over base graphs {s.get(k + ' range over base graphs', 'n/a')})"
-                    for k, v in s.items() if k.endswith("accuracy"))
-    groups = "; ".join(f"{k}: {v}" for k, v in s.items() if "groups" in k)
-    ov = "; ".join(f"{k}: {v}" for k, v in s.items() if "OV" in k)
+    s = summary_of(r)
+    acc = ", ".join(f"{s.label('accuracy', k)} {_pct(v)} (range over base graphs "
+                    f"{s.shown('accuracy_range', k) if k in s.accuracy_range else 'n/a'})" for k, v in s.accuracy.items())
+    groups = "; ".join(f"{s.label('groups', layer)}: {v}" for layer, v in s.groups.items())
+    ov = "; ".join(f"{s.label('ov_top', layer)}: {s.shown('ov_top', layer)}" for layer in s.ov_top)
     return f"Written value right at the template result: {acc}. Head groups by relative variance: {groups}. {ov}."
 
 
 def _reading_mlp(r: dict) -> str:
-    s = r["summary"]
-    rel = ", ".join(f"{k.split()[0]} {_f(v)}" for k, v in s.items() if k.endswith("rel. change"))
-    drop = ", ".join(f"{k.split()[0]} {_f(v)}" for k, v in s.items() if k.endswith("frontier drop"))
+    s = summary_of(r)
+    rel = ", ".join(f"L{layer} {_f(v)}" for layer, v in s.rel_change.items())
+    drop = ", ".join(f"L{layer} {_f(v)}" for layer, v in s.ablation_drop.items())
     return (f"Relative residual change by MLP: {rel}. Mean-ablating an MLP drops the frontier accuracy (clean "
-            f"{_f(s['clean frontier acc'])}) by {drop}. Over Z_p^3 the template result is right {_pct(s['sweep accuracy (a+b+c)'])} "
-            f"of the time; the pre-activation's bias share is {_f(s['pre: bias share'])}, the diagonal share of the "
-            f"post-activation {_f(s['post: diagonal share'], 4)}, of the output {_f(s['out: diagonal share'], 4)}, of the "
-            f"value logits {_f(s['logits: diagonal share'], 4)}; the logits' power on each operand's own axis "
-            f"(following that operand alone) is v0, v1, v2 = {s.get('logits: axis share per operand (v0, v1, v2)', 'n/a')}.")
+            f"{_f(s.clean_frontier_acc)}) by {drop}. Over Z_p^3 the template result is right {_pct(s.sweep_accuracy)} "
+            f"of the time; the pre-activation's bias share is {_f(s.pre_bias_share)}, the diagonal share of the "
+            f"post-activation {_f(s.post_diagonal_share, 4)}, of the output {_f(s.out_diagonal_share, 4)}, of the "
+            f"value logits {_f(s.logits_diagonal_share, 4)}; the logits' power on each operand's own axis "
+            f"(following that operand alone) is v0, v1, v2 = {s.shown('logits_axis_share')}.")
 
 
 def _reading_codebook(r: dict) -> str:
-    s, res = r["summary"], r["results"]
+    s, res = summary_of(r), r["results"]
     worst = max(res["invalid"], key=lambda k: np.nanmax(np.array(res["invalid"][k], dtype=float)))
-    return (f"{s['value codes unused']} value codes are never written ({res['sizes'][3] - 2 - r['model']['modulus']} "
-            f"spare codes >= p exist). Per node over all steps: empty->right {_f(s['empty->right, all steps'])}, "
-            f"empty->wrong {_f(s['empty->wrong, all steps'])}, corrections {_f(s['corrections (wrong->right), all steps'])}, "
-            f"new errors {_f(s['new errors (right->wrong), all steps'])}. The most frequent invalid combination is "
-            f"'{worst}' (max rate {_f(s['max invalid rate'])}).")
+    return (f"{s.unused_value_codes} value codes are never written ({res['sizes'][3] - 2 - r['model']['modulus']} "
+            f"spare codes >= p exist). Per node over all steps: empty->right {_f(s.empty_to_right)}, "
+            f"empty->wrong {_f(s.empty_to_wrong)}, corrections {_f(s.corrections)}, "
+            f"new errors {_f(s.new_errors)}. The most frequent invalid combination is "
+            f"'{worst}' (max rate {_f(s.max_invalid_rate)}).")
 
 
 def _reading_correction(r: dict) -> str:
-    s = r["summary"]
-    solved = "; ".join(f"{k.split()[0]} {v}" for k, v in s.items() if "fixed point / oracle" in k)
+    s = summary_of(r)
+    solved = "; ".join(f"N={n} {s.shown('solved', n)}" for n in s.solved)
     return (f"Fully solved at the fixed point / with the oracle stop: {solved}. One injected error is repaired in one "
-            f"step {_pct(s['one-step repair (k=1, mean over t)'])} of the time, eventually "
-            f"{_pct(s['eventual repair (k=1, mean over t)'])}; the run ends where the clean run ended "
-            f"{_pct(s['run ends as clean (k=1, mean over t)'])} of the time.")
+            f"step {_pct(s.one_step_repair)} of the time, eventually {_pct(s.eventual_repair)}; the run ends where "
+            f"the clean run ended {_pct(s.ends_as_clean)} of the time.")
 
 
 def _reading_patching(r: dict) -> str:
-    s = r["summary"]
-    comps = "; ".join(f"{k.replace(' mean step effect', '')} {_f(v)}" for k, v in s.items() if "mean step effect" in k)
-    return (f"Sanity: patching the whole clean state restores the clean final state ({_f(s['state patch final effect (sanity, = 1)'])}). "
-            f"Largest single effect: {s.get('largest step effect', 'n/a')}. Mean step effect of whole sublayers: {comps}. "
-            f"{s['nodes differing at the end']} node values differ between the clean and corrupted final states.")
+    s = summary_of(r)
+    comps = "; ".join(f"L{layer} {kind} {_f(v)}" for layer in s.mlp_effect
+                      for kind, v in (("mlp", s.mlp_effect[layer]), ("attn", s.attn_effect.get(layer))))
+    largest = "n/a" if s.largest_step_effect is None else s.largest_step_effect
+    return (f"Sanity: patching the whole clean state restores the clean final state ({_f(s.state_patch_effect)}). "
+            f"Largest single effect: {largest}. Mean step effect of whole sublayers: {comps}. "
+            f"{s.nodes_differing} node values differ between the clean and corrupted final states.")
 
 
 READINGS = {"probes": _reading_probes, "lens": _reading_lens, "routing": _reading_routing,
@@ -416,7 +189,7 @@ def write_page(results: dict[str, dict[str, dict]], doc: str | Path, plots: str 
                   f"(`{command}`).", ""]
     lines += [f"Generated by `{command}` (deterministic for a given seed and model). Each analysis writes its JSON, "
               "PNG and interactive HTML to `models/<name>/probes/`; the plots here are copies. Verdicts are "
-              "mechanical: the rules are in `workbench/analysis/report.py`, and a finding the model's training "
+              "mechanical: the rules are in `workbench/analysis/comparison.py`, and a finding the model's training "
               "has not reached yet is marked so rather than counted against it.", ""]
     if (doc.parent / FANOUT_PAGE).exists():
         lines += [f"See also [{FANOUT_PAGE}]({FANOUT_PAGE}): why a model loses its name lookup when one variable is read "

@@ -13,7 +13,8 @@ figure and ``<analysis>.html`` with all of them (interactive). The JSON envelope
                              "modulus"} | null, "phases": [names]}},
       "params": {...},          # every option of the run, the seed included: rerunning them gives the same results
       "runtime_s": float,
-      "summary": {name: number or str},   # headline numbers (the results page reads these)
+      "summary": {label: number or str},  # headline numbers as people read them (the app shows these)
+      "fields": {name: value},  # the same numbers by field name (``summary.summary_of`` reads them; older files lack it)
       "results": {...},         # the analysis' arrays as nested lists (axes named in each module's docstring)
       "figures": [{"stem", "title", "png"}], "html": "<analysis>.html"
     }
@@ -33,6 +34,8 @@ import numpy as np
 from workbench.errors import WorkbenchError
 
 SCHEMA = "workbench-analysis/1"
+#: result["analysis"] -> the module of ``workbench.analysis`` whose ``figures(result)`` draws it
+BUILDERS = {name: name for name in ("probes", "lens", "routing", "attribution", "mlp", "codebook", "correction", "patching")}
 
 
 def jsonable(x: Any) -> Any:
@@ -76,11 +79,18 @@ def model_summary(model) -> dict:
                          "phases": [p.get("name") for p in phases]}}
 
 
-def make_result(analysis: str, title: str, model, params: dict, results: dict, summary: dict,
+def make_result(analysis: str, title: str, model, params: dict, results: dict, summary,
                 runtime_s: float) -> dict:
-    """The JSON envelope of one analysis run."""
-    return jsonable({"schema": SCHEMA, "analysis": analysis, "title": title, "model": model_summary(model),
-                     "params": params, "runtime_s": runtime_s, "summary": summary, "results": results})
+    """The JSON envelope of one analysis run; a typed ``summary`` (``workbench.analysis.summary.Summary``) is
+    written twice: ``"summary"`` its labels, ``"fields"`` its fields."""
+    fields = None
+    if hasattr(summary, "labels") and hasattr(summary, "fields"):
+        summary, fields = summary.labels(), summary.fields()
+    envelope = {"schema": SCHEMA, "analysis": analysis, "title": title, "model": model_summary(model),
+                "params": params, "runtime_s": runtime_s, "summary": summary, "results": results}
+    if fields is not None:
+        envelope["fields"] = fields
+    return jsonable(envelope)
 
 
 def output_dir(model, out: str | Path | None) -> Path:
@@ -96,7 +106,7 @@ def output_dir(model, out: str | Path | None) -> Path:
 def save_result(result: dict, folder: str | Path, *, plots: bool = True) -> Path:
     """Write ``<analysis>.json`` (and its PNGs and HTML) into ``folder``; returns the JSON path."""
     from workbench.model.checkpoint import write_text_atomic
-    from workbench.plots.analysis import figures_for, save_png, write_html
+    from workbench.plots.analysis import save_png, write_html
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,6 +124,20 @@ def save_result(result: dict, folder: str | Path, *, plots: bool = True) -> Path
     path = folder / f"{name}.json"
     write_text_atomic(path, json.dumps(result, indent=1) + "\n")
     return path
+
+
+def figures_for(result: dict) -> list:
+    """The figures (``workbench.plots.analysis.Figure`` specs) of an analysis result, from its JSON alone.
+
+    >>> figures_for({"analysis": "not-an-analysis"})
+    []
+    """
+    name = BUILDERS.get(result.get("analysis", ""))
+    if name is None:
+        return []
+    import workbench.analysis
+
+    return getattr(workbench.analysis, name).figures(result)
 
 
 def _intro(result: dict) -> str:
@@ -144,4 +168,5 @@ def as_array(x: Any) -> np.ndarray:
     return np.array(x, dtype=float)
 
 
-__all__ = ["SCHEMA", "jsonable", "model_summary", "make_result", "output_dir", "save_result", "load_result", "as_array"]
+__all__ = ["SCHEMA", "BUILDERS", "jsonable", "model_summary", "make_result", "output_dir", "save_result", "load_result", "as_array",
+           "figures_for"]

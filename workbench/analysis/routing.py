@@ -18,7 +18,8 @@ slot; the paper's model reads them from the result position by induction. Both c
 A head's role at a step is the measure it serves most, if that mass reaches ``ROLE_THRESHOLD``:
 ``lookup``, ``gather`` (with the slot it serves) or ``induction``; else ``other``. A role claim is only
 as good as its causal check (``ablation_effects``): a head whose ablation does not lower the step's
-frontier accuracy by ``USED_DROP`` is reported as "attends, not used".
+frontier accuracy by ``USED_DROP`` is reported as "attends, not used". The causal checks live in
+``routing_checks`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from workbench.model.layers import NO_TAP, Tap
+from workbench.analysis.routing_checks import (USED_DROP, Capture, ablation_effects, causal_verdicts, composition,
+                                               frontier_accuracy, group_effects, head_ablation, one_step, role_groups,
+                                               single_drops, step_accuracy)
+from workbench.analysis.summary import RoutingSummary
 from workbench.model.looped import LoopedModel
 from workbench.task.tokens import TokenBatch
 from workbench.task.vocab import F_SYNTAX, F_VALUE, PAD, VALUE, VARIABLE
@@ -45,8 +49,6 @@ ROLE_THRESHOLD = 0.3
 typical N = 16 sequence puts < 0.05 on any one of them)."""
 ABLATION_GRAPHS = 64
 """Graphs the causal checks of ``run`` use (the measures use all)."""
-USED_DROP = 0.02
-"""Frontier-accuracy drop (ablated vs clean) below which a head 'attends, not used'."""
 MAX_SLOTS = 3
 
 
@@ -193,196 +195,10 @@ def head_roles(measures: dict[str, np.ndarray], gather_slot: np.ndarray, thresho
     return out
 
 
-# ------------------------------------------------------------------------------------------- capture
-class Capture(Tap):
-    """A tap that keeps each layer's attention pattern and can rewrite heads' outputs (``hook_z``).
-
-    ``edit(layer, z)`` -> z, when given, runs on ``blocks.{layer}.attn.hook_z`` [batch, pos, head, d_head].
-    """
-
-    def __init__(self, patterns: bool = True, edit=None) -> None:
-        self.patterns: dict[int, Tensor] = {}
-        self.z: dict[int, Tensor] = {}
-        self.want_patterns, self.edit = patterns, edit
-
-    def __call__(self, name: str, x: Tensor) -> Tensor:
-        if name.endswith("attn.hook_pattern") and self.want_patterns:
-            self.patterns[int(name.split(".")[1])] = x
-        elif name.endswith("attn.hook_z"):
-            layer = int(name.split(".")[1])
-            if self.edit is not None:
-                x = self.edit(layer, x)
-            self.z[layer] = x
-        return x
-
-    def active(self, name: str) -> bool:
-        return (self.want_patterns and name.endswith("attn.hook_pattern")) or name.endswith("attn.hook_z")
-
-
-@torch.no_grad()
-def one_step(model: LoopedModel, state: np.ndarray, tap: Tap = NO_TAP) -> np.ndarray:
-    """One loop step from ``state`` [batch, pos, factor] through ``tap`` (a ``Capture``, say), in eval
-    mode whatever the model's mode (restored after); the decoded next state."""
-    was_training = model.training
-    model.eval()
-    logits, _ = model.step(torch.from_numpy(state).long().to(model.device), tap)
-    model.train(was_training)
-    return model.decode(logits).cpu().numpy()
-
-
-# ------------------------------------------------------------------------------------------- causal
-def frontier_accuracy(tb: TokenBatch, step: int, output: np.ndarray) -> float:
-    """Share of the nodes of depth ``step`` (the ones step ``step`` writes) whose written value is right."""
-    b, p = np.nonzero(tb.is_rhs & (tb.depth == step))
-    return float((output[b, p, F_VALUE] == tb.target_value[b, p]).mean()) if len(b) else float("nan")
-
-
-def step_accuracy(model: LoopedModel, tb: TokenBatch, step: int, tap: Tap = NO_TAP) -> float:
-    """``frontier_accuracy`` of ``step`` run on its teacher input (the teacher state after step - 1) through ``tap``."""
-    return frontier_accuracy(tb, step, one_step(model, tb.state(step - 1), tap))
-
-
-def head_ablation(heads: Sequence[tuple[int, int]], mode: str, means: dict[int, Tensor] | None = None,
-                  positions: np.ndarray | None = None):
-    """An ``edit`` for ``Capture``: zero (or set to their mean) the outputs of ``heads`` [(layer, head)],
-    at every position or only where ``positions`` [batch, pos] is True."""
-    if mode not in ("zero", "mean"):
-        raise ValueError(f"ablation mode must be 'zero' or 'mean', got {mode!r}")
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in heads:
-        by_layer.setdefault(layer, []).append(head)
-
-    def edit(layer: int, z: Tensor) -> Tensor:
-        hs = by_layer.get(layer)
-        if not hs:
-            return z
-        z = z.clone()
-        value = torch.zeros_like(z[..., hs, :]) if mode == "zero" else means[layer][hs].to(z).expand_as(z[..., hs, :])
-        if positions is None:
-            z[..., hs, :] = value
-        else:
-            where = torch.from_numpy(positions[:, : z.shape[1]]).to(z.device)[..., None, None]
-            z[..., hs, :] = torch.where(where, value, z[..., hs, :])
-        return z
-
-    return edit
-
-
-def ablation_effects(model: LoopedModel, tb: TokenBatch, *, steps: Sequence[int] | None = None,
-                     modes: Sequence[str] = ("zero", "mean")) -> dict:
-    """Frontier-accuracy drop when each head is ablated at each step, teacher-forced input.
-
-    Returns {"clean": [step], mode: [step, layer, head] drops (clean - ablated)}. Mean ablation sets
-    a head's output to its mean over the batch's real positions at that step (a head that only adds a
-    constant is then harmless); zero ablation removes it.
-    """
-    steps = list(steps) if steps is not None else list(range(int(tb.max_depth.max()) + 1))
-    L, H = model.cfg.n_layers, model.cfg.n_heads
-    real = torch.from_numpy(tb.tokens[..., F_SYNTAX] != PAD)
-    out = {"steps": steps, "clean": [], **{m: np.full((len(steps), L, H), np.nan) for m in modes}}
-    for i, t in enumerate(steps):
-        clean = Capture(patterns=False)
-        clean_acc = step_accuracy(model, tb, t, clean)
-        out["clean"].append(clean_acc)
-        means = {layer: z[real].mean(0) for layer, z in clean.z.items()}  # [head, d_head]
-        for mode in modes:
-            for layer in range(L):
-                for head in range(H):
-                    edit = head_ablation([(layer, head)], mode, means)
-                    out[mode][i, layer, head] = clean_acc - step_accuracy(model, tb, t, Capture(patterns=False, edit=edit))
-    return out
-
-
-def composition(model: LoopedModel, tb: TokenBatch, lookup_heads: Sequence[tuple[int, int]], *,
-                steps: Sequence[int] | None = None) -> dict:
-    """Path test of lookup -> gather: ablate the lookup heads only at operand tokens, only elsewhere, everywhere.
-
-    If the later layer reads what the lookup heads wrote at the operand tokens, ablating them there alone
-    costs (nearly) as much as ablating them everywhere, and ablating them elsewhere costs little.
-    Returns {where: [step] frontier accuracy} for clean, operands, elsewhere, everywhere.
-    """
-    steps = list(steps) if steps is not None else list(range(1, int(tb.max_depth.max()) + 1))
-    operand = (tb.node >= 0) & ~tb.is_rhs
-    out: dict[str, list] = {"steps": steps, "clean": [], "operands": [], "elsewhere": [], "everywhere": []}
-    for t in steps:
-        out["clean"].append(step_accuracy(model, tb, t))
-        for where, positions in (("operands", operand), ("elsewhere", ~operand), ("everywhere", None)):
-            edit = head_ablation(lookup_heads, "zero", positions=positions)
-            out[where].append(step_accuracy(model, tb, t, Capture(patterns=False, edit=edit)))
-    return out
-
-
-def group_effects(model: LoopedModel, tb: TokenBatch, groups: dict[str, Sequence[tuple[int, int]]], *,
-                  steps: Sequence[int] | None = None) -> dict[str, float]:
-    """Mean frontier-accuracy drop (zero ablation, over ``steps``) when a whole group of heads is ablated.
-
-    Heads that back each other up (several lookup heads reading the same definition) each cost nothing
-    alone; only the group's ablation shows that the role is used.
-    """
-    steps = list(steps) if steps is not None else list(range(int(tb.max_depth.max()) + 1))
-    drops: dict[str, list[float]] = {name: [] for name in groups}
-    for t in steps:
-        clean = step_accuracy(model, tb, t)
-        for name, heads in groups.items():
-            edit = head_ablation(heads, "zero")
-            drops[name].append(clean - step_accuracy(model, tb, t, Capture(patterns=False, edit=edit)))
-    return {name: float(np.nanmean(v)) for name, v in drops.items()}
-
-
-def role_groups(roles: list[dict], alone: np.ndarray | None = None, threshold: float = USED_DROP) -> dict[str, list[tuple[int, int]]]:
-    """The heads of each (layer, role), e.g. ``{"L0 lookup": [(0, 2), (0, 4)]}`` (``other`` left out).
-
-    With ``alone`` ([layer, head] drops of single-head ablations), also ``"L0 lookup (weak)"``: the heads
-    of the role whose ablation alone costs less than ``threshold`` (are they backups of each other?).
-    """
-    groups: dict[str, list[tuple[int, int]]] = {}
-    for r in roles:
-        if r["role"] != "other":
-            groups.setdefault(f"L{r['layer']} {r['role']}", []).append((r["layer"], r["head"]))
-            if alone is not None and alone[r["layer"], r["head"]] < threshold:
-                groups.setdefault(f"L{r['layer']} {r['role']} (weak)", []).append((r["layer"], r["head"]))
-    return groups
-
-
-def single_drops(effects: dict) -> np.ndarray:
-    """[layer, head] the larger of the zero- and mean-ablation drops, averaged over steps."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmax(np.stack([np.nanmean(effects[m], 0) for m in ("zero", "mean") if m in effects]), 0)
-
-
-def causal_verdicts(roles: list[dict], effects: dict, group_drops: dict[str, float] | None = None,
-                    threshold: float = USED_DROP) -> list[dict]:
-    """Each role claim with its causal effect and a verdict.
-
-    ``ablation_drop``: the larger of zero and mean ablation of the head alone, averaged over steps;
-    ``group_drop``: the drop when its whole (layer, role) group is ablated. Verdict: ``used`` (alone),
-    ``used as a group`` (weak alone, but ablating the role's weak heads together costs: they back each
-    other up), or ``attends, not used`` (not even the weak heads together matter while the others work).
-    """
-    drops = single_drops(effects)
-    group_drops = group_drops or {}
-    out = []
-    for r in roles:
-        drop = float(drops[r["layer"], r["head"]])
-        group = group_drops.get(f"L{r['layer']} {r['role']}")
-        weak = group_drops.get(f"L{r['layer']} {r['role']} (weak)")
-        if r["role"] == "other":
-            verdict = "-"
-        elif drop >= threshold:
-            verdict = "used"
-        elif weak is not None and weak >= threshold:
-            verdict = "used as a group"
-        else:
-            verdict = "attends, not used"
-        out.append({**r, "ablation_drop": drop, "group_drop": group, "verdict": verdict})
-    return out
-
-
 # ------------------------------------------------------------------------------------------ the probe
-def run(model, *, n_nodes: int = 16, count: int = 128, depth_cap: int | None = 6, n_steps: int | None = None,
+def run(model, *, n_nodes: int = 16, count: int = 256, depth_cap: int | None = 6, n_steps: int | None = None,
         mode: str = "teacher", threshold: float = ROLE_THRESHOLD, seed: int = 0, batch_size: int = 32,
-        ablation_graphs: int = ABLATION_GRAPHS, progress: bool = False) -> tuple[dict, dict]:
+        ablation_graphs: int = ABLATION_GRAPHS, progress: bool = False) -> tuple[dict, RoutingSummary]:
     """Routing of every head at every step, roles, ablation effects and the lookup -> gather path test.
 
     ``mode`` ``teacher``: each step reads the teacher state (what the step's role is meant to be on);
@@ -451,23 +267,21 @@ def _head_label(r: dict) -> str:
     return f"{r['head']}{slot} [{r['verdict']}, alone {r['ablation_drop']:.2f}, group {r['group_drop'] or 0:.2f}]"
 
 
-def summarize(results: dict) -> dict:
+def summarize(results: dict) -> RoutingSummary:
     """The findings in a few lines: which heads do what, and whether it matters."""
-    summary: dict[str, object] = {}
-    for role in ("lookup", "gather", "induction"):
+    heads: dict[str, dict[int, str]] = {role: {} for role in ("lookup", "gather", "induction")}
+    for role in heads:
         for layer in range(results["layers"]):
-            heads = [r for r in results["roles"] if r["role"] == role and r["layer"] == layer]
-            if heads:
-                summary[f"L{layer} {role} heads"] = ", ".join(_head_label(r) for r in heads)
-    for m in ("operand_lookup", "gather", "induction"):
-        summary[f"max {m}"] = float(np.nanmax(np.asarray(results[m], dtype=float)))
+            found = [r for r in results["roles"] if r["role"] == role and r["layer"] == layer]
+            if found:
+                heads[role][layer] = ", ".join(_head_label(r) for r in found)
+    top = {m: float(np.nanmax(np.asarray(results[m], dtype=float))) for m in ("operand_lookup", "gather", "induction")}
     path = results.get("composition")
-    if path:
-        mean = {k: float(np.nanmean(v)) for k, v in path.items() if k != "steps"}
-        summary["lookup heads ablated at operand tokens only (frontier acc)"] = round(mean["operands"], 3)
-        summary["lookup heads ablated elsewhere only (frontier acc)"] = round(mean["elsewhere"], 3)
-        summary["clean frontier acc"] = round(mean["clean"], 3)
-    return summary
+    mean = {k: round(float(np.nanmean(v)), 3) for k, v in path.items() if k != "steps"} if path else {}
+    return RoutingSummary(lookup_heads=heads["lookup"], gather_heads=heads["gather"], induction_heads=heads["induction"],
+                          max_operand_lookup=top["operand_lookup"], max_gather=top["gather"],
+                          max_induction=top["induction"], lookup_ablated_at_operands=mean.get("operands"),
+                          lookup_ablated_elsewhere=mean.get("elsewhere"), clean_frontier_acc=mean.get("clean"))
 
 
 def figures(result: dict) -> list:
@@ -494,8 +308,8 @@ def figures(result: dict) -> list:
             Figure("ablation", "Causal check: frontier accuracy lost when one head is ablated at one step", causal, cols=2)]
 
 
-__all__ = ["MEASURES", "ROLES", "ROLE_THRESHOLD", "USED_DROP", "Layout", "Routing", "measure_step", "filled_positions",
-           "role_of", "head_roles", "one_step", "step_accuracy", "ablation_effects", "group_effects", "role_groups", "single_drops",
-           "composition",
-           "causal_verdicts",
-           "frontier_accuracy", "run", "figures"]
+__all__ = ["MEASURES", "ROLES", "ROLE_THRESHOLD", "USED_DROP", "ABLATION_GRAPHS", "Layout", "Routing", "measure_step",
+           "filled_positions", "role_of", "head_roles", "run", "summarize", "RoutingSummary", "figures",
+           # the causal checks, from routing_checks
+           "Capture", "one_step", "frontier_accuracy", "step_accuracy", "head_ablation", "ablation_effects",
+           "composition", "group_effects", "role_groups", "single_drops", "causal_verdicts"]

@@ -8,12 +8,15 @@ common options, returns ``(results, summary, params)``, and the wrapper writes t
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable
+from typing import Any
 
 import click
 
 from workbench.errors import WorkbenchError
+from workbench.exits import run_command
 
 MODEL_HELP = "model name in models/ (e.g. default) or path to a model folder"
 
@@ -61,9 +64,29 @@ def analysis_command(analysis: str, title: str) -> Callable:
 
 def main(command: click.Command, argv: list[str] | None = None) -> None:
     """Run ``command``; user errors become one line on stderr and exit code 2."""
-    from workbench.cli import run_command
-
     run_command(command, argv, f"{command.name}.py", lambda exc: " (see --help)")
+
+
+def default_of(fn: Callable, option: str) -> Any:
+    """The default of ``fn``'s parameter ``option``: a script's option takes its default from the analysis'
+    ``run`` (or a probe's ``__init__``), so each default is written once.
+
+    >>> default_of(int_list, "low")
+    0
+    """
+    parameter = inspect.signature(fn).parameters[option]
+    if parameter.default is inspect.Parameter.empty:
+        raise TypeError(f"{fn.__qualname__}'s {option!r} has no default")
+    return parameter.default
+
+
+def default_list(fn: Callable, option: str) -> str:
+    """``default_of(fn, option)`` (a sequence) as a comma-separated option value.
+
+    >>> default_list(lambda *, sizes=(8, 16): None, "sizes")
+    '8,16'
+    """
+    return ",".join(str(v) for v in default_of(fn, option))
 
 
 def int_list(text: str, what: str, *, low: int = 0) -> list[int]:
@@ -81,4 +104,4 @@ def int_list(text: str, what: str, *, low: int = 0) -> list[int]:
     return values
 
 
-__all__ = ["analysis_command", "main", "int_list", "MODEL_HELP"]
+__all__ = ["analysis_command", "main", "default_of", "default_list", "int_list", "MODEL_HELP"]

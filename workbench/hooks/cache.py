@@ -68,7 +68,7 @@ class LoopCache(dict):
         """The steps at which ``site`` was cached."""
         return [t for t in range(self.n_steps) if hook_name(t, site, layer, factor=factor) in self]
 
-    def stack(self, site: str, layer: int | None = None, *, factor: int | None = None, grad: bool = False) -> Tensor:
+    def stack(self, site: str, layer: int | None = None, *, factor: int | None = None, grad: bool = False) -> Float[Tensor, "step ..."]:
         """``site`` at every step, stacked: [step, ...] (e.g. [step, batch, pos, d_model] for a residual).
 
         ``grad=True`` stacks the cached gradients instead (only the steps the metric depended on have any).
@@ -84,7 +84,7 @@ class LoopCache(dict):
             raise WorkbenchError(f"the cache has no '{first}'; {how}")
         return torch.stack([self[name] for name in names])  # step x [...]
 
-    def stack_layers(self, site: str) -> Tensor:
+    def stack_layers(self, site: str) -> Float[Tensor, "step layer ..."]:
         """A block ``site`` at every step and layer: [step, layer, ...]."""
         if self.n_layers is None:
             raise WorkbenchError("this cache does not know the number of layers; use stack(site, layer) per layer")
@@ -155,7 +155,7 @@ class LoopCache(dict):
         return f"LoopCache({len(self)} activations, {self.n_steps} steps)"
 
 
-def stack_steps(cache: Mapping[str, Tensor], site: str, layer: int | None = None, *, factor: int | None = None) -> Tensor:
+def stack_steps(cache: Mapping[str, Tensor], site: str, layer: int | None = None, *, factor: int | None = None) -> Float[Tensor, "step ..."]:
     """``site`` stacked over every step of any ``{name: tensor}`` cache: [step, ...]."""
     return LoopCache(cache).stack(site, layer, factor=factor)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from workbench.hooks.tl_wrapper import HookedOutput
@@ -29,32 +30,32 @@ class Trajectory:
         return self.states.shape[0] - 1
 
     @property
-    def node_mask(self) -> Tensor:  # [batch, node]
+    def node_mask(self) -> Bool[Tensor, "batch node"]:
         return self.truth >= 0
 
     @property
-    def depth(self) -> Tensor:  # [batch, node], -1 for padding
+    def depth(self) -> Int[Tensor, "batch node"]:  # -1 for padding
         return torch.from_numpy(self.tokens.graphs.depth).long()
 
     @property
-    def changed(self) -> Tensor:
+    def changed(self) -> Bool[Tensor, "step batch node"]:
         """[step, batch, node]: step t changed the node's value."""
         return (self.values[1:] != self.values[:-1]) & self.node_mask
 
     @property
-    def correct(self) -> Tensor:
+    def correct(self) -> Bool[Tensor, "state batch node"]:
         """[step + 1, batch, node]: the node holds its true value (0 = input)."""
         return (self.values == self.truth) & self.node_mask
 
     @property
-    def first_correct(self) -> Tensor:
+    def first_correct(self) -> Int[Tensor, "batch node"]:
         """[batch, node]: the first step whose output holds the true value; -1 if none does."""
         out = self.correct[1:]
         first = out.to(torch.uint8).argmax(0)
         return torch.where(out.any(0), first, -1)
 
     @property
-    def settled(self) -> Tensor:
+    def settled(self) -> Int[Tensor, "batch node"]:
         """[batch, node]: the step from which every output holds the true value; -1 if the last is wrong.
 
         For a perfect model both this and ``first_correct`` equal the node's depth.
@@ -65,16 +66,16 @@ class Trajectory:
         return torch.where(wrong[-1] | ~self.node_mask, -1, last_wrong + 1)
 
     @property
-    def solved(self) -> Tensor:
+    def solved(self) -> Bool[Tensor, "batch"]:
         """[batch]: every node holds its true value at the end."""
         return (self.correct[-1] | ~self.node_mask).all(-1)
 
-    def node_accuracy(self) -> Tensor:
+    def node_accuracy(self) -> Float[Tensor, "state"]:
         """[step + 1]: fraction of all nodes holding their true value, after each step."""
         return self.correct.sum((1, 2)) / self.node_mask.sum().clamp(min=1)
 
 
-def node_values(states: Tensor, rhs_pos: np.ndarray | Tensor) -> Tensor:
+def node_values(states: Int[Tensor, "*step batch pos factor"], rhs_pos: np.ndarray | Tensor) -> Int[Tensor, "*step batch node"]:
     """VALUE codes at every node's defining position: [..., batch, pos, factor] -> [..., batch, node] (-1 padding)."""
     rhs = torch.as_tensor(rhs_pos).long()
     idx = rhs.clamp(min=0).expand(*states.shape[:-3], *rhs.shape)  # [..., batch, node]

@@ -32,15 +32,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from jaxtyping import Bool, Int
 from torch import Tensor
 
 from workbench.errors import WorkbenchError
 from workbench.hooks.guard import guarded
-from workbench.hooks.inputs import Problems, pad_token_batch, to_token_batch
 from workbench.hooks.names import hook_name, parse_hook_name, sites_filter
 from workbench.hooks.tl_wrapper import HookedLooped, hooked
 from workbench.hooks.decoded import Trajectory, decode_run, node_values
-from workbench.model.looped import LoopedModel
+from workbench.model.looped import LoopedModel, default_step_cap
+from workbench.task.encoding import Problems, encode, pad_token_batch
 from workbench.task.text import Problem, parse_problem
 from workbench.task.tokens import TokenBatch
 from workbench.task.vocab import F_VALUE
@@ -50,7 +51,7 @@ Model = LoopedModel | HookedLooped
 
 def _prepare(model: Model, problems: Problems, seed: int = 0, pad_to: int | None = None) -> tuple[HookedLooped, TokenBatch]:
     hm = hooked(model)
-    return hm, to_token_batch(problems, hm.task, pad_to=pad_to, seed=seed)
+    return hm, encode(problems, hm.task, seed=seed, pad_to=pad_to)[0]
 
 
 def _run(hm: HookedLooped, tb: TokenBatch, fwd_hooks=(), **run) -> Trajectory:
@@ -61,7 +62,8 @@ def _run(hm: HookedLooped, tb: TokenBatch, fwd_hooks=(), **run) -> Trajectory:
 
 
 def _default_cap(tb: TokenBatch) -> int:
-    return max(2, 2 * int(tb.graphs.n_nodes.max()))
+    """The loop's own default cap (``default_step_cap``) for these graphs."""
+    return default_step_cap(torch.from_numpy(tb.tokens))
 
 
 @guarded
@@ -87,28 +89,28 @@ class Injection:
     corrupted: Trajectory
 
     @property
-    def recovered(self) -> Tensor:
+    def recovered(self) -> Bool[Tensor, "batch"]:
         """[batch]: at the end every node of the graph holds its true value again."""
         return self.corrupted.solved
 
     @property
-    def repaired(self) -> Tensor:
+    def repaired(self) -> Bool[Tensor, "batch node"]:
         """[batch, node]: an overwritten node holds its true value at the end (False where not overwritten)."""
         return self.corrupted.correct[-1] & self.mask
 
     @property
-    def repair_step(self) -> Tensor:
+    def repair_step(self) -> Int[Tensor, "batch node"]:
         """[batch, node]: for an overwritten node, the step from which it holds its true value for good
         (``step`` itself: repaired by the step that read the error); -1 if never, or not overwritten."""
         return torch.where(self.mask, self.corrupted.settled, -1)
 
     @property
-    def delay(self) -> Tensor:
+    def delay(self) -> Int[Tensor, "batch"]:
         """[batch]: extra steps the corrupted run took to reach its fixed point (vs. the clean run)."""
         return self.corrupted.iterations - self.clean.iterations
 
     @property
-    def same_as_clean(self) -> Tensor:
+    def same_as_clean(self) -> Bool[Tensor, "batch"]:
         """[batch]: the corrupted run ended in the clean run's final state."""
         return (self.corrupted.states[-1] == self.clean.states[-1]).flatten(1).all(1)
 
@@ -230,8 +232,8 @@ def patch(model: Model, target: Problems, source: Problems | None = None, *, ste
     Patching the whole ``hook_state`` of step t from a clean run restores the clean run from t on.
     """
     hm = hooked(model)
-    tb_t = to_token_batch(target, hm.task)
-    tb_s = tb_t if source is None else to_token_batch(source, hm.task)
+    tb_t, _ = encode(target, hm.task)
+    tb_s = tb_t if source is None else encode(source, hm.task)[0]
     width = max(tb_t.max_len, tb_s.max_len)
     tb_t, tb_s = pad_token_batch(tb_t, width), pad_token_batch(tb_s, width)
     if tb_s.batch not in (1, tb_t.batch):

@@ -76,14 +76,14 @@ class LoopView(StepHooks):
         super().__init__(hooked_model.cfg.n_layers, hooked_model.n_factors)
         object.__setattr__(self, "hooked", hooked_model)  # not a submodule: nnsight stays off the weights
         points = {name: m for name, m in self.named_modules() if isinstance(m, HookPoint)}
-        self._shared = (points, {k: v for k, v in points.items() if k != "hook_state"})
+        self._shared = points
         self.loop = hooked_model.loop
         self.eval()
 
     def forward(self, tokens, lengths: Tensor | None = None, n_steps: int | None = None, max_steps: int | None = None,
                 min_steps: int = 0, return_type: str = "logits", grad: bool = False) -> Any:
         with torch.set_grad_enabled(grad):
-            return self.hooked._run(tokens, lengths, n_steps, max_steps, min_steps, return_type, always=True,
+            return self.hooked.run_steps(tokens, lengths, n_steps, max_steps, min_steps, return_type, always=True,
                                     shared=self._shared)
 
 

@@ -84,4 +84,28 @@ class StepTap(Tap):
         return (hp is not None and (self.always or listened(hp))) or (self.shared is not None and name in self.shared)
 
 
-__all__ = ["AttnHooks", "MLPHooks", "BlockHooks", "StepHooks", "StepTap", "listened"]
+class BorrowedMode:
+    """For a wrapper with no train/eval mode of its own: ``training`` reads the wrapped model's and
+    ``train``/``eval`` set it (TransformerLens's tools that refuse a model in training mode then see
+    exactly the model's mode). Subclasses say where the model is (``wrapped_model``, None while
+    ``nn.Module.__init__`` runs)."""
+
+    def wrapped_model(self) -> nn.Module | None:
+        raise NotImplementedError
+
+    @property
+    def training(self) -> bool:
+        model = self.wrapped_model()
+        return model.training if model is not None else self.__dict__.get("_own_training", True)
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        self.__dict__["_own_training"] = mode
+
+    def train(self, mode: bool = True):
+        """Set the wrapped model's mode (the hook points hold no weights and stay in eval mode)."""
+        self.wrapped_model().train(mode)
+        return self
+
+
+__all__ = ["BorrowedMode", "AttnHooks", "MLPHooks", "BlockHooks", "StepHooks", "StepTap", "listened"]

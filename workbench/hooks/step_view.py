@@ -41,6 +41,7 @@ from workbench.hooks.caching import cache_run
 from workbench.hooks.guard import MODEL_LOCK
 from workbench.hooks.inputs import as_tensor_input
 from workbench.hooks.packed import n_packed, pack, sequence_text, token_label, unpack
+from workbench.hooks.points import BorrowedMode
 from workbench.hooks.step_weights import BlockView, Circuits, LayerNormView, layer_norm_scale
 from workbench.task.config import ALL_OPERATIONS
 from workbench.task.vocab import FACTORS, SYNTAX_NAMES
@@ -130,7 +131,7 @@ def with_ln_scales(cache: dict[str, Tensor], n_layers: int, eps: float) -> dict[
     return out
 
 
-class StepView(Circuits, HookedRootModule):
+class StepView(BorrowedMode, Circuits, HookedRootModule):
     """Loop step ``step`` of ``hm``'s model as a HookedTransformer-style model (see the module docstring).
 
     >>> from workbench.hooks import hooked
@@ -170,25 +171,14 @@ class StepView(Circuits, HookedRootModule):
         self.blocks = nn.ModuleList(BlockView(block, fold_ln) for block in model.blocks)
         self.ln_final = LayerNormView(model.ln_final, fold_ln)
         self.setup()
-        points = {name: hp for name, hp in self.hook_dict.items()}
-        self._taps = (points, {k: v for k, v in points.items() if k != "hook_state"})
+        self._taps = dict(self.hook_dict)  # this view's hook points stand in for step ``step``'s
         nn.Module.train(self, False)  # the hook containers compute nothing: eval for good; the mode is the model's
 
     # ------------------------------------------------------------- mode, device
-    @property
-    def training(self) -> bool:
-        """The shared model's mode (``require_eval_mode`` of TransformerLens's tools reads it)."""
-        model = self.__dict__.get("_model")
-        return model.training if model is not None else self.__dict__.get("_own_training", True)
-
-    @training.setter
-    def training(self, mode: bool) -> None:
-        self.__dict__["_own_training"] = mode
-
-    def train(self, mode: bool = True) -> "StepView":
-        """Switch the shared model (and so every step and view of it) to training or eval mode."""
-        self._hm.train(mode)
-        return self
+    def wrapped_model(self) -> nn.Module | None:
+        """Whose mode this view has (``BorrowedMode``): the shared model's, so every step and view of it
+        switches together (``require_eval_mode`` of TransformerLens's tools reads it)."""
+        return self.__dict__.get("_model")
 
     @property
     def device(self) -> torch.device:
@@ -335,7 +325,7 @@ class StepView(Circuits, HookedRootModule):
         tokens = self._factored(input)
         tokens, lengths = as_tensor_input(tokens, self._model.task, lengths)
         with MODEL_LOCK:
-            logits = self._hm._run(tokens, lengths, self.step + 1, None, 0, "logits", always=False,
+            logits = self._hm.run_steps(tokens, lengths, self.step + 1, None, 0, "logits", always=False,
                                    override={self.step: self._taps})
         return None if return_type is None else logits[self.factor]
 

@@ -7,7 +7,7 @@ of step t routes every site to ``loop[t]``. A site with no hook is skipped entir
 keeps its fused kernel unless one of its own sites is hooked, so a run without hooks costs what the
 plain model costs.
 
-Unlike ``LoopedModel.run`` (which drops finished graphs from the batch), the wrapper runs every
+The loop is ``LoopedModel.iterate``; unlike ``LoopedModel.run`` (which drops finished graphs from the batch), the wrapper runs every
 graph for the same steps, so each cached activation has the full batch axis: until no graph changes
 any more (a graph at its fixed point stays there), or exactly ``n_steps``.
 
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from jaxtyping import Int
 from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
@@ -33,13 +34,13 @@ from workbench.errors import WorkbenchError
 from workbench.hooks.cache import LoopCache
 from workbench.hooks.caching import cache_run
 from workbench.hooks.guard import MODEL_LOCK
-from workbench.hooks.inputs import Problems, as_tensor_input, to_token_batch, user_names
+from workbench.hooks.inputs import Problems, as_tensor_input
 from workbench.hooks.names import parse_hook_name, step_of
 from workbench.hooks.packed import NameMemo
-from workbench.hooks.points import StepHooks, StepTap, listened
-from workbench.model.looped import LoopedModel
+from workbench.hooks.points import BorrowedMode, StepHooks, StepTap, listened
+from workbench.model.looped import LoopedModel, Schedule, default_step_cap
+from workbench.task.encoding import encode
 from workbench.task.tokens import TokenBatch
-from workbench.task.vocab import EQUALS, F_SYNTAX
 
 RETURN_TYPES = ("logits", "state", "output")
 #: HookedTransformer's weight attributes, stacked [layer, head, ...] as TransformerLens stacks them (``StepView``)
@@ -71,11 +72,11 @@ class HookedOutput:
         return self.states.shape[0] - 1
 
     @property
-    def final(self) -> Tensor:  # [batch, pos, factor]
+    def final(self) -> Int[Tensor, "batch pos factor"]:
         return self.states[-1]
 
 
-class HookedLooped(HookedRootModule):
+class HookedLooped(BorrowedMode, HookedRootModule):
     """A ``LoopedModel`` with TransformerLens hook points per loop step; the weights stay the model's.
 
     >>> from workbench.model.config import ModelConfig
@@ -93,26 +94,15 @@ class HookedLooped(HookedRootModule):
         self.cfg, self.task, self.vocab = model.cfg, model.task, model.vocab
         self.n_factors = len(model.vocab.sizes)
         self.loop = nn.ModuleList()
-        self._points: list[tuple[dict[str, nn.Module], dict[str, nn.Module]]] = []  # (all, all but hook_state)
+        self._points: list[dict[str, nn.Module]] = []  # step t's hook points by site name
         self._views: dict[tuple[int, int | str, bool], Any] = {}
         self.names = NameMemo()  # user names of the rows to_tokens made, for to_str_tokens
         self.ensure_steps(n_steps)
 
     # ------------------------------------------------------------------- mode
-    @property
-    def training(self) -> bool:
-        """The wrapped model's mode: the wrapper has none of its own."""
-        inner = self.__dict__.get("_modules", {}).get("model")
-        return inner.training if inner is not None else self.__dict__.get("_own_training", True)
-
-    @training.setter
-    def training(self, mode: bool) -> None:
-        self.__dict__["_own_training"] = mode
-
-    def train(self, mode: bool = True) -> "HookedLooped":
-        """Set the wrapped model's mode (the hook containers hold no weights and stay in eval mode)."""
-        self.model.train(mode)
-        return self
+    def wrapped_model(self) -> LoopedModel | None:
+        """Whose train/eval mode this wrapper has (``BorrowedMode``): the wrapped model's."""
+        return self.__dict__.get("_modules", {}).get("model")
 
     # ----------------------------------------------------------------- hook points
     @property
@@ -127,8 +117,7 @@ class HookedLooped(HookedRootModule):
         while len(self.loop) < n_steps:
             container = StepHooks(self.cfg.n_layers, self.n_factors).eval()
             self.loop.append(container)
-            points = {name: m for name, m in container.named_modules() if isinstance(m, HookPoint)}
-            self._points.append((points, {k: v for k, v in points.items() if k != "hook_state"}))
+            self._points.append({name: m for name, m in container.named_modules() if isinstance(m, HookPoint)})
         self.loop.eval()
         self.setup()
 
@@ -151,15 +140,16 @@ class HookedLooped(HookedRootModule):
     # ------------------------------------------------------------------- inputs
     def to_token_batch(self, problems: Problems, *, pad_to: int | None = None, seed: int = 0) -> TokenBatch:
         """A ``TokenBatch`` (tokens plus truth, node positions, depths) of one problem or a list of them."""
-        return to_token_batch(problems, self.task, pad_to=pad_to, seed=seed)
+        return encode(problems, self.task, seed=seed, pad_to=pad_to)[0]
 
-    def to_tokens(self, problems: Problems, *, pad_to: int | None = None, seed: int = 0) -> Tensor:
+    def to_tokens(self, problems: Problems, *, pad_to: int | None = None, seed: int = 0) -> Int[Tensor, "batch pos factor"]:
         """Input tokens [batch, pos, factor] of one problem (text or parsed) or a list of them, padded.
 
         The user's variable names of each row are remembered, so ``to_str_tokens`` can show them.
         """
-        tokens = torch.from_numpy(self.to_token_batch(problems, pad_to=pad_to, seed=seed).tokens).long()
-        self.names.remember(tokens, user_names(problems, self.task, seed=seed), self.model.vocab.sizes)
+        tb, maps = encode(problems, self.task, seed=seed, pad_to=pad_to)
+        tokens = torch.from_numpy(tb.tokens).long()
+        self.names.remember(tokens, maps, self.model.vocab.sizes)  # user names (none for graphs or token batches)
         return tokens.to(self.device)
 
     def to_str_tokens(self, tokens) -> list[str] | list[list[str]]:
@@ -170,7 +160,7 @@ class HookedLooped(HookedRootModule):
         """The problem text of tokens [batch, pos, factor] (one ``name = expression`` line per equation)."""
         return self.at_step(0).to_string(tokens)
 
-    def step_range(self, tokens: Tensor, n_steps: int | None = None, max_steps: int | None = None,
+    def step_range(self, tokens: Int[Tensor, "batch pos factor"], n_steps: int | None = None, max_steps: int | None = None,
                    min_steps: int = 0) -> tuple[int, int]:
         """``(most, least)`` steps a run of ``tokens`` takes: ``n_steps`` fixes both; by default the cap of
         ``LoopedModel.run`` (2 x the equations of the largest graph, >= 2)."""
@@ -181,8 +171,9 @@ class HookedLooped(HookedRootModule):
                 raise WorkbenchError(f"n_steps must be at least 1, got {n_steps}")
             return n_steps, n_steps
         if max_steps is None:
-            n_eq = int((tokens[..., F_SYNTAX] == EQUALS).sum(1).max().item()) if tokens.numel() else 0
-            max_steps = max(2, 2 * n_eq)
+            max_steps = default_step_cap(tokens)
+        if max(max_steps, min_steps) < 1:
+            raise WorkbenchError(f"max_steps must be at least 1, got {max_steps}")
         return max(max_steps, min_steps), min_steps
 
     # ------------------------------------------------------------------ forward
@@ -199,12 +190,17 @@ class HookedLooped(HookedRootModule):
         grad: keep autograd (within a step: argmax cuts the graph between steps); off by default.
         """
         with MODEL_LOCK, torch.set_grad_enabled(grad):  # hooks are global state: never run beside another call
-            return self._run(tokens, lengths, n_steps, max_steps, min_steps, return_type, always=False)
+            return self.run_steps(tokens, lengths, n_steps, max_steps, min_steps, return_type, always=False)
 
-    def _run(self, tokens, lengths, n_steps, max_steps, min_steps, return_type, always: bool,
-             override: dict[int, tuple[dict, dict]] | None = None, shared: tuple[dict, dict] | None = None):
-        """The loop; ``override`` routes chosen steps to other hook points (a ``StepView``'s), ``shared``
-        adds hook points called at every step after the step's own (nnsight's iteration API)."""
+    def run_steps(self, tokens, lengths, n_steps, max_steps, min_steps, return_type, always: bool,
+             override: dict[int, dict[str, nn.Module]] | None = None, shared: dict[str, nn.Module] | None = None):
+        """The wrappers' one driver over ``LoopedModel.iterate`` (full batch every step), without the lock.
+
+        ``forward``, the nnsight wrapper and a ``StepView`` call it: ``always`` calls every hook point
+        (nnsight intercepts module calls, so it must see each one); ``override`` routes chosen steps to
+        other hook points (a ``StepView``'s); ``shared`` adds hook points called at every step after the
+        step's own (nnsight's iteration API). Callers hold ``MODEL_LOCK``.
+        """
         if return_type not in RETURN_TYPES:
             raise WorkbenchError(f"return_type must be one of {list(RETURN_TYPES)}, got {return_type!r}")
         tokens, lengths = as_tensor_input(tokens, self.task, lengths)
@@ -215,46 +211,20 @@ class HookedLooped(HookedRootModule):
                 raise WorkbenchError(f"this run may take {most} steps but only steps 0..{len(self.loop) - 1} have "
                                      f"hook points; call ensure_steps({most}) before adding hooks")
             self.ensure_steps(most)
-        B, P, _ = tokens.shape
-        pad = torch.tensor(self.vocab.pad_token(), device=self.device)
-        is_pad = (torch.arange(P, device=self.device)[None, :] >= lengths[:, None])[..., None]  # [batch, pos, 1]
-        continuous = self.cfg.latent == "continuous" and self.cfg.looped
-        record = return_type == "output"
-        state, hidden, logits = tokens, None, None
-        states = []
-        last_change = torch.zeros(B, dtype=torch.long, device=self.device)
-        same = torch.zeros(B, dtype=torch.bool, device=self.device)
-        frozen = torch.zeros(B, dtype=torch.bool, device=self.device)
-        for t in range(most):
-            points, inner_points = override[t] if override and t in override else self._points[t]
-            outer = StepTap(points, always, None if shared is None else shared[0])
-            if outer.active("hook_state"):  # an in-place edit must not reach the caller's tokens or a cached state
-                state = state.clone()
-            state = outer("hook_state", state)  # here, not in model.step, so the run sees an edited state
-            inner = StepTap(inner_points, always, None if shared is None else shared[1])
-            logits, h = self.model.step(state, inner, hidden)
-            new = torch.where(is_pad, pad, self.model.decode(logits))  # [batch, pos, factor]
-            new = outer("hook_bottleneck", new)
-            if continuous:  # a finished graph stays put (its hidden state would drift on), as in LoopedModel.run
-                new = torch.where(frozen[:, None, None], state, new)
-                hidden = h if hidden is None else torch.where(frozen[:, None, None], hidden, h)
-            same = (new == state).flatten(1).all(1)  # [batch]
-            last_change = torch.where(same, last_change, t + 1)
-            frozen |= same & (t + 1 > least)
-            if record:
-                states.append(state)
-            state = new
-            if t + 1 > least and bool(same.all()):
-                break
+
+        def taps(t: int) -> StepTap:
+            return StepTap(override[t] if override and t in override else self._points[t], always, shared)
+
+        states, last = [], None
+        for last in self.model.iterate(tokens, lengths, schedule=Schedule(most, least), taps=taps):
+            if return_type == "output":
+                states.append(last.state_in)
         if return_type == "logits":
-            return logits
+            return last.logits
         if return_type == "state":
-            return state
-        states.append(state)
-        if not self.cfg.looped:  # one pass is the whole computation
-            return HookedOutput(logits, torch.stack(states), torch.ones_like(last_change), torch.ones_like(same), lengths)
-        converged = same | frozen if continuous else same.clone()
-        return HookedOutput(logits, torch.stack(states), torch.where(converged, last_change, t + 1), converged, lengths)
+            return last.state
+        states.append(last.state)
+        return HookedOutput(last.logits, torch.stack(states), last.iterations.clone(), last.converged.clone(), lengths)
 
     # ------------------------------------------------- hooks: sized, guarded, per step
     def _size_for(self, args: Sequence[Any], kwargs: dict, names: Sequence[Any]) -> dict:

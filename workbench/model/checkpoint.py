@@ -82,6 +82,10 @@ def load_model(name_or_path: str | os.PathLike = "default", *, device: str | tor
     """
     folder = resolve_model(name_or_path)
     meta = read_config(folder)
+    if meta.get("kind") == "chain-of-thought":  # the CoT baseline (workbench.cot): another network, same folder layout
+        from workbench.cot.model import load_cot
+
+        return load_cot(folder, meta, device=device)
     try:
         model = build_model(meta)
     except (TypeError, KeyError) as exc:

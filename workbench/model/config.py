@@ -96,6 +96,12 @@ class ModelConfig:
         return self.recurrence == "looped"
 
     @property
+    def hidden_crosses_steps(self) -> bool:
+        """A looped continuous latent: its decoded states are not its whole recurrent state (a step can
+        only be reproduced by rerunning from the input)."""
+        return self.looped and self.latent == "continuous"
+
+    @property
     def mechanisms(self) -> dict[str, str]:
         """The four mechanisms in words, for cards and ``workbench info``."""
         ec = (f"on ({self.corruption_strategy}, p={self.corruption_prob}, fraction={self.corruption_fraction})"

@@ -3,21 +3,120 @@
     state [batch, pos, factor] --embed--> h --blocks--> LN --heads--> logits per factor
         --argmax (the discrete bottleneck)--> next state                       (one step)
 
-``looped`` models apply the same blocks at every step; ``feedforward`` models apply their distinct
-blocks once. A ``continuous`` latent skips the decode and feeds the final hidden state forward.
+The loop exists once, in ``LoopedModel.iterate``; ``run`` (inference), the TransformerLens and nnsight
+wrappers and training's unrolled path are thin drivers over it. What differs between the paper's
+mechanisms is chosen when the model is built, as two small strategies:
+
+- ``recurrence``: ``Looped`` applies the same blocks at every step, until the state stops changing;
+  ``FeedForward`` applies its distinct blocks once (one pass is the whole computation).
+- ``latent``: ``DiscreteLatent`` re-embeds the decoded tokens (the bottleneck); ``ContinuousLatent``
+  feeds the final hidden state forward, and the decoded tokens are only read out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from workbench.model.config import ModelConfig
 from workbench.model.layers import NO_TAP, Block, FactorEmbed, FactorUnembed, Tap
 from workbench.task.config import TaskConfig
 from workbench.task.vocab import EQUALS, F_SYNTAX, PAD, VARIABLE, Vocab
+
+#: The default step cap is this many steps per equation of the largest graph: a perfect model needs
+#: depth + 1 <= equations + 1 steps; the slack lets a model that repairs its own errors finish.
+STEPS_PER_EQUATION = 2
+#: ... and never fewer than this (a one-equation problem still needs its confirming step).
+MIN_STEP_CAP = 2
+
+
+def count_equations(tokens: Int[Tensor, "batch pos factor"]) -> Int[Tensor, "batch"]:
+    """Equations per graph: one ``=`` token each."""
+    return (tokens[..., F_SYNTAX] == EQUALS).sum(1)
+
+
+def default_step_cap(tokens: Int[Tensor, "batch pos factor"]) -> int:
+    """The one default cap on a loop's steps: 2 x the equations of the largest graph, at least 2."""
+    n_eq = int(count_equations(tokens).max().item()) if tokens.numel() else 0
+    return max(MIN_STEP_CAP, STEPS_PER_EQUATION * n_eq)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How many steps a loop may run: at most ``most``; a graph whose state stops changing after step
+    ``least`` is done (a looped model stops once every graph is done)."""
+
+    most: int
+    least: int = 0
+
+    @classmethod
+    def exactly(cls, n_steps: int) -> "Schedule":
+        return cls(n_steps, n_steps)
+
+
+class Looped:
+    """Recurrence: one weight-shared stack, looped until every graph's state is a fixed point."""
+
+    one_pass = False
+
+    def schedule(self, wanted: Schedule) -> Schedule:
+        return Schedule(max(wanted.most, wanted.least), wanted.least)
+
+
+class FeedForward:
+    """Recurrence: distinct blocks applied once; the single pass is the whole computation."""
+
+    one_pass = True
+
+    def schedule(self, wanted: Schedule) -> Schedule:
+        return Schedule.exactly(1)
+
+
+class DiscreteLatent:
+    """Between steps only the decoded tokens cross: the next step re-embeds them (the paper's bottleneck)."""
+
+    freezes = False  # a discrete state at a fixed point stays there by itself
+
+    def carry(self, hidden: Tensor, previous: Tensor | None, frozen: Bool[Tensor, "rows"]) -> Tensor | None:
+        return None
+
+
+class ContinuousLatent:
+    """Between steps the final hidden state crosses as the next step's input; decoding only reads it out.
+
+    A graph whose decoded state repeats is frozen (its hidden state would drift on, unsupervised)."""
+
+    freezes = True
+
+    def carry(self, hidden: Tensor, previous: Tensor | None, frozen: Bool[Tensor, "rows"]) -> Tensor:
+        if previous is None:
+            return hidden
+        return torch.where(frozen[:, None, None], previous[:, :hidden.shape[1]], hidden)
+
+
+@dataclass
+class LoopStep:
+    """One step of ``LoopedModel.iterate``: what it read and wrote, and the tally so far.
+
+    ``rows`` are the batch rows this step ran on (all of them unless the loop drops finished graphs),
+    trimmed to their longest sequence (``width``). ``state`` is the whole batch after this step; with
+    ``compact`` it is the loop's own buffer, overwritten by the next step (copy what you keep).
+    """
+
+    t: int
+    rows: Int[Tensor, "rows"]
+    state_in: Int[Tensor, "rows width factor"]  # as the step read it (after any hook on hook_state)
+    logits: list[Tensor]  # factor x [rows, width, vocab_f]
+    hidden: Tensor  # [rows, width, d_model] after the final LayerNorm
+    state_out: Int[Tensor, "rows width factor"]  # decoded (after any hook on hook_bottleneck)
+    changed: Bool[Tensor, "rows"]
+    state: Int[Tensor, "batch pos factor"]
+    iterations: Int[Tensor, "batch"]  # 1 + the last step that changed each graph (steps it needed)
+    converged: Bool[Tensor, "batch"]  # its last step left it unchanged (a fixed point)
 
 
 @dataclass
@@ -35,7 +134,7 @@ class LoopOutput:
     states: Tensor | None  # [step, batch, pos, factor]: states[0] is the input, states[t+1] the output of step t
 
 
-def defining_positions(state: Tensor) -> Tensor:
+def defining_positions(state: Int[Tensor, "*batch pos factor"]) -> Bool[Tensor, "*batch pos"]:
     """Which positions define a variable: a VARIABLE token right after ``=`` ([batch, pos] bool).
 
     Read off the syntax factor alone, which every state carries unchanged from the input.
@@ -52,6 +151,8 @@ class LoopedModel(nn.Module):
     def __init__(self, cfg: ModelConfig, task: TaskConfig) -> None:
         super().__init__()
         self.cfg, self.task = cfg, task
+        self.recurrence = Looped() if cfg.looped else FeedForward()
+        self.latent = ContinuousLatent() if cfg.latent == "continuous" else DiscreteLatent()
         self.vocab = Vocab.for_task(task)
         sizes = self.vocab.sizes
         self.embed = FactorEmbed(sizes, cfg.d_model)
@@ -71,19 +172,20 @@ class LoopedModel(nn.Module):
     def device(self) -> torch.device:
         return self.ln_final.weight.device
 
-    def encode(self, h: Tensor, tap: Tap = NO_TAP) -> Tensor:
+    def encode(self, h: Float[Tensor, "batch pos d_model"], tap: Tap = NO_TAP) -> Float[Tensor, "batch pos d_model"]:
         """The block stack and final LayerNorm: [batch, pos, d_model] -> [batch, pos, d_model]."""
         h = self.embed_dropout(h)
         for block, prefix in zip(self.blocks, self._prefixes):
             h = block(h, tap, prefix)
         return tap("hook_final", self.ln_final(h))
 
-    def step(self, state: Tensor, tap: Tap = NO_TAP, hidden: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
-        """One loop step: logits per factor and the final hidden state.
+    def step(self, state: Int[Tensor, "batch pos factor"], tap: Tap = NO_TAP,
+             hidden: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
+        """One pass of the stack: logits per factor and the final hidden state [batch, pos, d_model].
 
-        ``hidden`` (continuous latent, steps > 0) replaces the embedded state as the input.
+        ``hidden`` (continuous latent, steps > 0) replaces the embedded state as the input. The loop's
+        own sites (``hook_state``, ``hook_bottleneck``) are tapped by ``iterate``, around this call.
         """
-        state = tap("hook_state", state)  # [batch, pos, factor]
         if hidden is None:
             hidden = self.embed(state)
             if self.cfg.role_embedding:
@@ -94,75 +196,96 @@ class LoopedModel(nn.Module):
         return logits, h
 
     @staticmethod
-    def decode(logits: list[Tensor]) -> Tensor:
+    def decode(logits: list[Tensor]) -> Int[Tensor, "batch pos factor"]:
         """The discrete bottleneck: argmax of every factor -> the next state [batch, pos, factor]."""
         return torch.stack([lg.argmax(-1) for lg in logits], dim=-1)
 
-    def forward(self, state: Tensor) -> list[Tensor]:
+    def forward(self, state: Int[Tensor, "batch pos factor"]) -> list[Tensor]:
         """Logits per factor of one step from ``state`` [batch, pos, factor] (teacher forcing, with grad)."""
         return self.step(state)[0]
 
-    @torch.no_grad()
-    def run(self, tokens: Tensor, *, lengths: Tensor | None = None, max_steps: int | None = None,
-            min_steps: int = 0, record: bool = False, tap_for_step=None) -> LoopOutput:
-        """Loop until every graph's state stops changing (or ``max_steps``); returns a ``LoopOutput``.
+    def iterate(self, tokens: Int[Tensor, "batch pos factor"], lengths: Int[Tensor, "batch"] | None = None, *,
+                schedule: Schedule | None = None, taps: Callable[[int], Tap] | None = None,
+                compact: bool = False) -> Iterator[LoopStep]:
+        """The loop, the one place it is written: yields every step (gradients follow the caller's mode).
 
-        tokens: [batch, pos, factor] input states (right-padded with PAD tokens).
-        lengths: [batch] unpadded lengths (default: up to the first PAD).
-        max_steps: the cap; default 2 x the number of equations of the largest graph (>= 2).
-        min_steps: run at least this many steps even if the state is already fixed.
-        record: keep every step's state (``states``), for trajectories and the app.
-        tap_for_step: ``t -> Tap`` giving each step its hook points (the hookable wrapper).
-        Finished graphs drop out of the batch; each step runs on the still-changing ones only,
-        trimmed to their longest sequence.
+        tokens: [batch, pos, factor] input states, right-padded with PAD tokens; ``lengths`` (default:
+            up to the first PAD) keeps padding as padding in every state.
+        schedule: steps to run (default: until no graph changes, at most ``default_step_cap``); the
+            recurrence may override it (a feed-forward model makes one pass).
+        taps: ``t -> Tap``, the hook points of step t (the hookable wrappers; training's capture).
+        compact: drop finished graphs from the batch and trim it to the longest still running (fast
+            inference); otherwise every graph runs every step with the full batch axis (hooks see the
+            shapes they were given), and a continuous latent freezes a finished graph instead.
         """
         tokens = tokens.to(self.device).long()
         B, P, _ = tokens.shape
-        if lengths is None:
-            lengths = (tokens[..., F_SYNTAX] != PAD).sum(1)
-        lengths = lengths.to(self.device)
-        if max_steps is None:
-            n_eq = (tokens[..., F_SYNTAX] == EQUALS).sum(1).max().item()  # one '=' per equation
-            max_steps = max(2, 2 * int(n_eq))
-        if not self.cfg.looped:
-            max_steps = min_steps = 1
+        lengths = (tokens[..., F_SYNTAX] != PAD).sum(1) if lengths is None else lengths.to(self.device)
+        schedule = self.recurrence.schedule(schedule or Schedule(default_step_cap(tokens)))
         pad = torch.tensor(self.vocab.pad_token(), device=self.device)
-        is_pad = torch.arange(P, device=self.device)[None, :] >= lengths[:, None]  # [batch, pos]
-        state = tokens.clone()
-        hidden = None
-        iterations = torch.full((B,), max_steps, dtype=torch.long, device=self.device)
+        is_pad = (torch.arange(P, device=self.device)[None, :] >= lengths[:, None])[..., None]  # [batch, pos, 1]
+        state = tokens.clone() if compact else tokens  # compact writes rows back into its own buffer
+        hidden: Tensor | None = None  # what a continuous latent carries, [rows, width, d_model]
+        rows = torch.arange(B, device=self.device)
+        frozen = torch.zeros(B, dtype=torch.bool, device=self.device)
+        iterations = torch.zeros(B, dtype=torch.long, device=self.device)
         converged = torch.zeros(B, dtype=torch.bool, device=self.device)
-        active = torch.arange(B, device=self.device)
-        states = [state.cpu().to(torch.int16)] if record else None
-        for t in range(max_steps):
-            tap = tap_for_step(t) if tap_for_step is not None else NO_TAP
-            width = int(lengths[active].max().item())
-            sub = state[active, :width]
-            logits, h = self.step(sub, tap, None if hidden is None else hidden[:, :width])
-            new = self.decode(logits)  # [active, width, factor]
-            new = torch.where(is_pad[active, :width, None], pad, new)
-            same = (new == sub).all(-1).all(-1)  # [active]
-            if self.cfg.latent == "continuous" and self.cfg.looped:
-                hidden = h
-            state[active, :width] = new
-            if states is not None:
-                states.append(state.cpu().to(torch.int16))
-            done = same & (t + 1 > min_steps)
-            if not self.cfg.looped:
-                done = torch.ones_like(same)
-                iterations[active] = 1
-                converged[active] = True
+        for t in range(schedule.most):
+            tap = NO_TAP if taps is None else taps(t)
+            width = int(lengths[rows].max().item()) if compact else P
+            x = state[rows, :width] if compact else state
+            if tap.active("hook_state"):  # an in-place edit must not reach the caller's tokens or a kept state
+                x = x.clone()
+            x = tap("hook_state", x)
+            logits, h = self.step(x, tap, None if hidden is None else hidden[:, :width])
+            new = torch.where(is_pad[rows, :width] if compact else is_pad, pad, self.decode(logits))
+            new = tap("hook_bottleneck", new)
+            if self.latent.freezes and not compact:
+                new = torch.where(frozen[:, None, None], x, new)
+            hidden = self.latent.carry(h, hidden, frozen[rows])
+            changed = (new != x).flatten(1).any(1)  # [rows]
+            iterations[rows] = torch.where(changed, t + 1, iterations[rows])
+            converged[rows] = ~changed
+            if self.recurrence.one_pass:
+                iterations.fill_(1)
+                converged.fill_(True)
+            if compact:
+                state[rows, :width] = new
             else:
-                iterations[active[done]] = t
-                converged[active[done]] = True
-            keep = ~done
-            active = active[keep]
-            if hidden is not None:
-                hidden = hidden[keep]
-            if len(active) == 0:
-                break
-        stacked = torch.stack(states) if states is not None else None
-        return LoopOutput(state.cpu(), iterations.cpu(), converged.cpu(), stacked)
+                state = new
+            done = ~changed & (t + 1 > schedule.least)  # [rows]
+            yield LoopStep(t, rows, x, logits, h, new, changed, state, iterations, converged)
+            if compact:
+                rows, hidden = rows[~done], None if hidden is None else hidden[~done]
+                if len(rows) == 0:
+                    return
+            else:
+                frozen |= done
+                if bool(done.all()):
+                    return
+
+    @torch.no_grad()
+    def run(self, tokens: Int[Tensor, "batch pos factor"], *, lengths: Tensor | None = None,
+            max_steps: int | None = None, min_steps: int = 0, record: bool = False) -> LoopOutput:
+        """Loop until every graph's state stops changing (or ``max_steps``); returns a ``LoopOutput``.
+
+        max_steps: the cap (default ``default_step_cap``); min_steps: run at least this many steps even
+        if the state is already fixed; record: keep every step's state (``states``, int16 on the CPU).
+        Finished graphs drop out of the batch (``iterate(compact=True)``).
+        """
+        tokens = tokens.to(self.device).long()
+        schedule = Schedule(default_step_cap(tokens) if max_steps is None else max_steps, min_steps)
+        states = [tokens.cpu().to(torch.int16)] if record else None
+        last = None
+        for last in self.iterate(tokens, lengths, schedule=schedule, compact=True):
+            if states is not None:
+                states.append(last.state.cpu().to(torch.int16))
+        if last is None:  # no step at all (max_steps = 0)
+            B = tokens.shape[0]
+            return LoopOutput(tokens.cpu(), torch.zeros(B, dtype=torch.long), torch.zeros(B, dtype=torch.bool),
+                              None if states is None else torch.stack(states))
+        return LoopOutput(last.state.cpu().clone(), last.iterations.cpu(), last.converged.cpu(),
+                          None if states is None else torch.stack(states))
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

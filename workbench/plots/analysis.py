@@ -1,9 +1,11 @@
 """Figures of the analyses: one spec, two renderers (plotly for HTML and the app, matplotlib for PNG).
 
-An analysis module builds ``Figure`` specs from its JSON result (``figures(result)``); ``figures_for``
-finds that builder from ``result["analysis"]``, so the app needs only the JSON:
+An analysis module builds ``Figure`` specs from its JSON result (``figures(result)``);
+``workbench.analysis.results.figures_for`` finds that builder from ``result["analysis"]``, so the app
+needs only the JSON. This layer draws specs and never imports an analysis:
 
-    from workbench.plots.analysis import figures_for, to_plotly
+    from workbench.analysis.results import figures_for
+    from workbench.plots.analysis import to_plotly
     figs = [to_plotly(f) for f in figures_for(json.load(open("models/default/probes/probes.json")))]
 
 A ``Figure`` holds panels (``Heatmap``, ``Lines``, ``Bars``) laid out in a grid; values may be None (missing).
@@ -11,20 +13,10 @@ A ``Figure`` holds panels (``Heatmap``, ``Lines``, ``Bars``) laid out in a grid;
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-#: result["analysis"] -> the module whose ``figures(result)`` draws it
-BUILDERS = {
-    "probes": "workbench.analysis.probes", "lens": "workbench.analysis.lens",
-    "routing": "workbench.analysis.routing", "attribution": "workbench.analysis.attribution",
-    "mlp": "workbench.analysis.mlp", "codebook": "workbench.analysis.codebook",
-    "correction": "workbench.analysis.correction", "patching": "workbench.analysis.patching",
-}
-
 
 @dataclass
 class Heatmap:
@@ -86,14 +78,6 @@ class Figure:
     @property
     def rows(self) -> int:
         return max(1, math.ceil(len(self.panels) / self.cols))
-
-
-def figures_for(result: dict) -> list[Figure]:
-    """The figures of an analysis result (the JSON a probes/ script wrote)."""
-    module = BUILDERS.get(result.get("analysis", ""))
-    if module is None:
-        return []
-    return importlib.import_module(module).figures(result)
 
 
 def _clean(values):
@@ -231,4 +215,4 @@ def save_png(fig: Figure, path: str | Path) -> None:
     plt.close(mfig)
 
 
-__all__ = ["BUILDERS", "Heatmap", "Lines", "Bars", "Panel", "Figure", "figures_for", "to_plotly", "write_html", "save_png"]
+__all__ = ["Heatmap", "Lines", "Bars", "Panel", "Figure", "to_plotly", "write_html", "save_png"]

@@ -1,7 +1,7 @@
 """Attention routing of a looped model: per step, which positions each head reads from a node's defining position.
 
 ``patterns`` arrays are [layer, head, node, pos]: the attention rows at every node's defining
-position (``workbench.app_state.step_patterns``). The true parents are overlaid: ``x`` marks a node's
+position (the app's ``step_patterns``). The true parents are overlaid: ``x`` marks a node's
 own operand tokens (what a *copy* head reads), ``o`` its parents' defining positions (what a *lookup*
 head reads, where their values are written).
 
@@ -196,4 +196,68 @@ def node_attention_figure(rows: np.ndarray, run: RunView, *, node: int, state: i
     return fig
 
 
-__all__ = ["MEASURE_TITLES", "head_label", "at_step", "position_labels", "pattern_figure", "scores_figure", "roles_figure", "heads_grid_figure", "node_attention_figure"]
+#: the three links of the circuit chain: (name, colour, dash, arcs above (+1) or below (-1) the tokens)
+CHAIN_LINKS = (("lookup", "#1f77b4", "solid", 1), ("gather", "#ff7f0e", "solid", 1), ("induction", "#d62728", "dash", -1))
+
+
+def chain_links(run: RunView, node: int, result_rows: np.ndarray, lookups: np.ndarray) -> list[dict]:
+    """The arcs of one node's circuit at one step, each with its strongest head and that head's weight.
+
+    result_rows: [layer, head, pos] attention from the node's defining position (its result);
+    lookups: [layer, head, slot] attention from each operand token onto its variable's defining position.
+    For every operand slot: ``lookup`` operand token <- its variable's definition, ``gather`` result <-
+    operand token, ``induction`` result <- the variable's definition (the paper's one-hop route).
+
+    >>> run = RunView.example()
+    >>> rows = np.zeros((1, 2, 12)); rows[0, 1, 9] = 0.8; rows[0, 0, 6] = 0.3
+    >>> look = np.zeros((1, 2, 3)); look[0, 0, 1] = 0.9
+    >>> [(a["kind"], a["src"], a["dst"], a["head"], round(a["weight"], 2)) for a in chain_links(run, 2, rows, look)
+    ...  if a["slot"] == 1]  # node 2's second operand: variable 1, defined at 6, read at 9; node 2's result at 11
+    [('lookup', 6, 9, 'L0H0', 0.9), ('gather', 9, 11, 'L0H1', 0.8), ('induction', 6, 11, 'L0H0', 0.3)]
+    """
+    result = int(run.rhs_pos[node])
+    links = []
+    for slot, parent in enumerate(run.parents[node]):
+        operand, definition = int(run.operand_pos[node, slot]), int(run.rhs_pos[parent])
+        for kind, weights, src, dst in (("lookup", lookups[:, :, slot], definition, operand),
+                                        ("gather", result_rows[:, :, operand], operand, result),
+                                        ("induction", result_rows[:, :, definition], definition, result)):
+            layer, head = np.unravel_index(int(np.argmax(weights)), weights.shape)
+            links.append({"kind": kind, "slot": slot, "variable": run.names[parent], "src": src, "dst": dst,
+                          "head": head_label(int(layer), int(head)), "weight": float(weights[layer, head])})
+    return links
+
+
+def circuit_chain_figure(run: RunView, *, node: int, state: int, result_rows: np.ndarray,
+                         lookups: np.ndarray) -> go.Figure:
+    """One node's circuit drawn on its token sequence: an arc per link (``chain_links``) from the position
+    read to the position reading, labelled with its strongest head and weight, its width the weight.
+    Lookup and gather arcs run above the tokens, induction arcs below."""
+    links = chain_links(run, node, result_rows, lookups)
+    labels = run.token_labels(state)
+    result = int(run.rhs_pos[node])
+    lo = max(0, min([a["src"] for a in links] + [result]) - 2)
+    hi = min(len(labels), result + 2)
+    fig = go.Figure(go.Scatter(x=list(range(lo, hi)), y=[0] * (hi - lo), mode="text", text=labels[lo:hi],
+                               textfont={"size": 10}, hoverinfo="skip", showlegend=False))
+    span = max(hi - lo, 1)
+    for kind, color, dash, side in CHAIN_LINKS:
+        arcs = [a for a in links if a["kind"] == kind]
+        for a in arcs:
+            height = side * (0.6 + 2.4 * abs(a["dst"] - a["src"]) / span)
+            mid = (a["src"] + a["dst"]) / 2
+            fig.add_shape(type="path", path=f"M {a['src']},{0.25 * side} Q {mid},{height} {a['dst']},{0.25 * side}",
+                          line={"color": color, "width": 1 + 5 * a["weight"], "dash": dash})
+            fig.add_annotation(x=mid, y=height / 2 + 0.12 * side, text=f"{a['head']} {a['weight']:.2f}", showarrow=False,
+                               font={"size": 10, "color": color}, bgcolor="rgba(255,255,255,0.8)")
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=kind, line={"color": color, "dash": dash}))
+    fig.update_layout(
+        title={"text": f"The circuit of {run.names[node]} ({run.equations[node]}) {at_step(state)}", "font": {"size": 14}},
+        template="plotly_white", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        xaxis={"visible": False, "range": [lo - 1, hi]}, yaxis={"visible": False, "range": [-3.2, 3.4]},
+        legend={"orientation": "h", "y": -0.02})
+    return fig
+
+
+__all__ = ["MEASURE_TITLES", "head_label", "at_step", "position_labels", "pattern_figure", "scores_figure", "roles_figure", "heads_grid_figure", "node_attention_figure",
+           "CHAIN_LINKS", "chain_links", "circuit_chain_figure"]

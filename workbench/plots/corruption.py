@@ -50,7 +50,7 @@ def events_figure(run: RunView, *, state: int | None = None) -> go.Figure:
 def injection_figure(view, *, title: str | None = None) -> go.Figure:
     """The corrupted run's statuses [state, node], the injection starred, nodes that differ from the clean run ringed.
 
-    ``view``: a ``workbench.app_state.InjectionView``.
+    ``view``: an ``InjectionView`` from the app's server side (``app/state.py``).
     """
     from workbench.run_view import value_label
 

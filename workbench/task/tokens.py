@@ -45,7 +45,7 @@ class TokenBatch:
 
     @property
     def batch(self) -> int:
-        return self.tokens.shape[0]
+        return self.graphs.batch
 
     @property
     def max_len(self) -> int:

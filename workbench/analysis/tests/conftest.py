@@ -6,6 +6,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
+from workbench import testing
 from workbench.model.config import ModelConfig
 from workbench.model.looped import LoopedModel
 from workbench.task.config import TaskConfig
@@ -15,20 +16,9 @@ CONFIG = ModelConfig(n_layers=2, n_heads=4, d_model=32, d_mlp=64, rel_window=8)
 
 
 def tiny_model(seed: int = 0) -> LoopedModel:
-    torch.manual_seed(seed)
-    model = LoopedModel(CONFIG, TASK).eval()
+    model = testing.tiny_model(CONFIG, TASK, seed=seed)
     model.meta = {"name": f"tiny{seed}"}
     return model
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one torch thread and one BLAS thread (a busy machine makes threads fight)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

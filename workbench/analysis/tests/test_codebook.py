@@ -32,4 +32,4 @@ def test_run_histograms_sum_to_one(model):
         assert h.shape == (3, n)
         np.testing.assert_allclose(h.sum(1), 1.0)
     np.testing.assert_allclose(sum(np.asarray(v) for v in results["transitions"].values()), 1.0)
-    assert len(results["entropy"]) == 4 and summary["value codes unused"] >= 0
+    assert len(results["entropy"]) == 4 and summary.unused_value_codes >= 0

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from workbench.analysis import fanout
-from workbench.hooks.inputs import to_token_batch
+from workbench.task.encoding import encode
 from workbench.hooks.names import hook_name
 from workbench.hooks.tl_wrapper import hooked
 
@@ -14,7 +14,7 @@ CHAIN = "w = 2\nv0 = 1\nv1 = v0 + w\nv2 = v1 + w\nv3 = v2 + w\nv4 = v3 + w"
 
 
 def test_recurrence_counts_earlier_uses_of_the_same_name(model):
-    tb = to_token_batch(CHAIN, model.task)
+    tb, _ = encode(CHAIN, model.task)
     counts = fanout.recurrence_counts(tb)
     operand = (tb.node[0] >= 0) & ~tb.is_rhs[0]
     assert (counts[0][~operand] == -1).all()
@@ -31,7 +31,7 @@ def test_lookup_mass_is_the_pattern_from_each_use_onto_its_definition(model):
     assert res.mass.shape == (8, model.cfg.n_layers, model.cfg.n_heads)
     assert sorted(res.recurrence.tolist()) == [0, 0, 0, 0, 0, 1, 2, 3]
     # the same number read straight from a cached run on the solved state
-    tb = to_token_batch(CHAIN, model.task)
+    tb, _ = encode(CHAIN, model.task)
     _, cache = hooked(model).run_with_cache(torch.from_numpy(tb.solved()).long(), n_steps=1)
     pattern = cache[hook_name(0, "attn.hook_pattern", 1)][0]  # [head, query, key]
     b, q = np.nonzero(fanout.recurrence_counts(tb) >= 0)
@@ -60,7 +60,7 @@ def test_free_run_table_and_figure(model):
 
 
 def test_sharpening_scales_the_first_layers_content_scores_and_restores_the_weights(model):
-    tb = to_token_batch(CHAIN, model.task)
+    tb, _ = encode(CHAIN, model.task)
     tokens = torch.from_numpy(tb.solved()).long()
     site = hook_name(0, "attn.hook_attn_scores", 0)
     hm = hooked(model)
@@ -84,7 +84,7 @@ def test_first_errors_name_the_first_step_that_leaves_the_one_step_map(model):
     assert errors and all(e["step"] >= 0 and e["node"] >= 0 and e["recurrence"] >= -1 for e in errors)
     assert len({e["graph"] for e in errors}) == len(errors)  # one entry per graph: the first error only
 
-    tb = to_token_batch(CHAIN, model.task)
+    tb, _ = encode(CHAIN, model.task)
 
     class Oracle(torch.nn.Module):
         def forward(self, state):  # the exact one-step map, as a stand-in for the model's step

@@ -19,7 +19,7 @@ def test_lens_at_the_last_point_is_the_model_output(model):
     assert results["value_by_depth"].shape[1:] == (3, 5)
     d = results["drift"]
     assert np.isnan(d["delta"][-1]) and np.isfinite(d["delta"][0]) and 0 < d["confidence"][0] <= 1
-    assert 0 <= summary["never decoded"] <= 1
+    assert 0 <= summary.never_decoded <= 1
 
 
 def test_teacher_lens_runs(model):

@@ -24,6 +24,8 @@ def test_run_sanity_and_shapes(model):
     if results["final_differ"]:
         np.testing.assert_allclose(results["state"]["final"], 1.0)  # the discrete state is the whole recurrent state
     assert results["components"] == ["0", "1", "2", "3", "attn", "mlp"]
+    assert set(summary.mlp_effect) == set(summary.attn_effect) == {0, 1}
+    assert summary.nodes_differing == results["final_differ"]
 
 
 def test_continuous_models_are_refused():

@@ -132,3 +132,11 @@ def test_causal_checks_and_random_baseline_flags_on_the_tiny_model(model, tb):
     same = {"x": {"accuracy": [[0.5, 0.30]], "random_init": [[0.1, 0.31]]},
             "y": {"accuracy": [[0.5, 0.90]], "random_init": [[0.1, 0.31]]}}
     assert probes.baseline_flags(same) == ["x"]
+
+
+def test_the_probe_estimator_and_checks_stay_importable_from_probes():
+    from workbench.analysis import probe_checks, probes, probing
+
+    for module in (probing, probe_checks):
+        for name in module.__all__:
+            assert getattr(probes, name) is getattr(module, name)

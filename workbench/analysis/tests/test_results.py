@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from workbench.analysis.results import as_array, jsonable, load_result, make_result, save_result
+from workbench.analysis.results import as_array, figures_for, jsonable, load_result, make_result, save_result
 from workbench.errors import WorkbenchError
-from workbench.plots.analysis import Figure, Heatmap, Lines, figures_for, save_png, to_plotly
+from workbench.plots.analysis import Figure, Heatmap, Lines, save_png, to_plotly
 
 
 def test_envelope_round_trip_without_nan(model, tmp_path):

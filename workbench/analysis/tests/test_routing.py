@@ -132,4 +132,11 @@ def test_run_on_the_tiny_model_has_every_measure_role_and_causal_check(model):
     assert np.asarray(results["ablation"]["zero"], dtype=float).shape == (T, L, H)
     assert len(results["roles"]) == L * H and all(r["role"] in routing.ROLES for r in results["roles"])
     assert all("verdict" in r for r in results["roles"])
-    assert 0 <= summary["max operand_lookup"] <= 1 + 1e-6
+    assert 0 <= summary.max_operand_lookup <= 1 + 1e-6
+
+
+def test_the_causal_checks_stay_importable_from_routing():
+    from workbench.analysis import routing_checks
+
+    for name in routing_checks.__all__:
+        assert getattr(routing, name) is getattr(routing_checks, name)

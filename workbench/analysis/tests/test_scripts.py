@@ -148,3 +148,39 @@ def test_independent_hub_and_chain_problems_stress_fan_out_and_records_carry_eac
     assert "| name seed |" in out and "% complete" in out
     code, _, err = call(check, ["--model", folder, "--name-seeds", "a,b"], capsys)
     assert code == 2 and "--name-seeds" in err
+
+
+#: a script option's name -> the analysis parameter it sets, where they differ
+OPTION_TO_PARAMETER = {"nodes": "n_nodes", "steps": "n_steps", "probe_kind": "kind"}
+COMMON_OPTIONS = {"model_name", "out", "seed", "threads", "quiet", "no_plots"}
+
+
+def as_value(text: str, like):
+    """A comma-separated option value read like the analysis default ``like`` (a sequence)."""
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    return tuple(int(p) if p.lstrip("-").isdigit() else p for p in parts) if isinstance(like, (tuple, list)) else text
+
+
+@pytest.mark.parametrize("analysis", sorted(SCRIPTS))
+def test_every_script_option_defaults_to_its_analysis_default(analysis):
+    """One place for each default: a probes/ script's options default to its analysis' ``run`` (or the probe's)."""
+    import inspect
+
+    import workbench.analysis
+    from workbench.analysis.probes import LinearProbe
+
+    sources = [getattr(workbench.analysis, analysis).run] + [LinearProbe] * (analysis == "probes")
+    defaults = {}
+    for fn in reversed(sources):
+        defaults.update({n: p.default for n, p in inspect.signature(fn).parameters.items()
+                         if p.default is not inspect.Parameter.empty})
+    command = script(SCRIPTS[analysis]).command
+    own = [p for p in command.params if p.name not in COMMON_OPTIONS]
+    assert own, f"{SCRIPTS[analysis]} has no options of its own"
+    for option in own:
+        name = OPTION_TO_PARAMETER.get(option.name, option.name)
+        assert name in defaults, f"{SCRIPTS[analysis]} --{option.name} sets no parameter of {analysis}.run"
+        expected = defaults[name]
+        got = as_value(option.default, expected) if isinstance(option.default, str) else option.default
+        assert got == tuple(expected) if isinstance(expected, (tuple, list)) else got == expected, \
+            f"{SCRIPTS[analysis]} --{option.name} defaults to {option.default!r}, {analysis}.run's {name} to {expected!r}"

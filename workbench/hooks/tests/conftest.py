@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from workbench import testing
 from workbench.model.config import ModelConfig
 from workbench.model.looped import LoopedModel
 from workbench.task.config import TaskConfig
 
 TASK = TaskConfig(modulus=23, n_names=16)
+CONFIG = ModelConfig(n_layers=2, n_heads=4, d_model=32, d_mlp=64)
 
 PROBLEMS = [
     "a = 3\nb = a + a\nc = b + a",
@@ -20,17 +22,7 @@ PROBLEMS = [
 
 
 def tiny_model(seed: int = 0) -> LoopedModel:
-    torch.manual_seed(seed)
-    return LoopedModel(ModelConfig(n_layers=2, n_heads=4, d_model=32, d_mlp=64), TASK).eval()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits when the machine is busy (e.g. training)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    return testing.tiny_model(CONFIG, TASK, seed=seed)
 
 
 @pytest.fixture(scope="session")

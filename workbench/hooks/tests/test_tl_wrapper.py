@@ -119,7 +119,7 @@ def test_filters_fire_once_per_step_in_forward_order(hm, problems):
 def test_hooks_are_removed_and_the_plain_path_is_taken_after_a_run(hm, problems):
     hm.run_with_cache(hm.to_tokens(problems), n_steps=2)
     assert not hm.has_hooks()
-    tap_active = [hm._points[0][0]["blocks.0.attn.hook_pattern"]._forward_hooks]
+    tap_active = [hm._points[0]["blocks.0.attn.hook_pattern"]._forward_hooks]
     assert tap_active == [{}]
 
 

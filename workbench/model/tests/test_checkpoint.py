@@ -17,6 +17,7 @@ from workbench.model.checkpoint import (CARD, CONFIG, FORMAT, WEIGHTS, available
 from workbench.model.config import ModelConfig
 from workbench.model.info import format_info, model_info
 from workbench.model.looped import LoopedModel
+from workbench import testing
 from workbench.task.config import TaskConfig
 from workbench.task.graphs import sample_graphs
 from workbench.task.tokens import tokenize
@@ -26,18 +27,8 @@ TASK = TaskConfig(modulus=7, n_names=24)
 TINY = ModelConfig(n_layers=1, n_heads=2, d_model=16, d_mlp=32, rel_window=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine they lose a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_model(cfg: ModelConfig = TINY, seed: int = 0) -> LoopedModel:
-    torch.manual_seed(seed)
-    return LoopedModel(cfg, TASK).eval()
+    return testing.tiny_model(cfg, TASK, seed=seed)
 
 
 def tokens(model: LoopedModel) -> torch.Tensor:

@@ -18,16 +18,8 @@ eval_every = 1000
 eval_sizes = [8]
 eval_count = 4
 threads = 1
-[model]
-n_layers = 1
-d_model = 16
-n_heads = 2
-dropout = 0.1
-corruption_prob = 0.5
-[[phases]]
-name = "a"
-steps = 4
-nodes = [8, 10]
+model = {{ n_layers = 1, d_model = 16, n_heads = 2, dropout = 0.1, corruption_prob = 0.5 }}
+phases = [{{ name = "a", steps = 4, nodes = [8, 10] }}]
 """
 
 

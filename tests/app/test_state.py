@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from workbench import app_state as S
+from app import saved, state as S
+from app.cache import LRU
+from app.injection import InjectionView, injection
 from workbench.errors import WorkbenchError
 from workbench.run_view import parent_attention
 
@@ -118,14 +120,14 @@ def test_sessions_running_at_once_get_their_own_results():
 
 def test_an_injection_report_names_the_step_value_and_outcome():
     key = S.make_key("default", SMALL)
-    view = S.injection(key, 1, 0, 9)
+    view = injection(key, 1, 0, 9)
     assert view.corrupted[1, 0] == 9 and view.value == 9 and view.true_value == 3
     text = " ".join(view.report())
     assert "wrote a := 9 into state 1" in text and "Repaired:" in text and "true value 3" in text
     with pytest.raises(WorkbenchError, match="value must be 0..22"):
-        S.injection(key, 1, 0, 99)
+        injection(key, 1, 0, 99)
     with pytest.raises(WorkbenchError, match=r"^the state must be 0\.\.4 \(state 0 is the input"):
-        S.injection(key, 999, 0, 1)
+        injection(key, 999, 0, 1)
 
 
 def test_a_perfect_stand_in_model_is_reported_as_repaired():
@@ -150,7 +152,7 @@ def test_a_perfect_stand_in_model_is_reported_as_repaired():
 
     clean = trajectory(hm, tb, fwd_hooks=[teach])
     corrupted = trajectory(hm, tb, fwd_hooks=[teach, (hook_name(2, "hook_state"), overwrite)])
-    view = S.InjectionView("perfect", 2, 2, "c", ["a", "b", "c", "d", "e"], 1, clean.truth[0].numpy(),
+    view = InjectionView("perfect", 2, 2, "c", ["a", "b", "c", "d", "e"], 1, clean.truth[0].numpy(),
                            clean.values[:, 0].numpy(), corrupted.values[:, 0].numpy(), hm.vocab)
     assert view.repaired and view.repair_state == 3 and view.recovered and view.same_as_clean
     report = " ".join(view.report())
@@ -171,18 +173,18 @@ def test_figures_build_for_a_real_run():
             scores_figure(run.head_scores(1), title="t"), roles_figure(run), heads_grid_figure(p, state=1),
             node_attention_figure(p[:, :, 10], run, node=10, state=1), usage_figure(run, factor=3, state=1),
             transition_figure(run, factor=0, state=1), entropy_figure(run), changes_figure(run),
-            events_figure(run, state=1), injection_figure(S.injection(key, 1, 3))]
+            events_figure(run, state=1), injection_figure(injection(key, 1, 3))]
     assert all(f.to_plotly_json()["data"] for f in figs)
     now = dag_state(run, 0)
     assert set(now["color"]) == {"#c8c8c8"} and now["title"].startswith("State 0 of")
 
 
 def test_saved_evaluations_and_probe_results_are_read_per_model():
-    curves = S.model_evaluations()
+    curves = saved.model_evaluations()
     assert curves["tiny"][0]["n_nodes"] == 8
     assert any(label.startswith("default") for label in curves)
-    assert S.probe_results("default") == []
-    (name, data), = S.probe_results("tiny")
+    assert saved.probe_results("default") == []
+    (name, data), = saved.probe_results("tiny")
     assert name == "lens.json" and data["title"] == "A saved lens result"
 
 
@@ -213,7 +215,7 @@ def test_the_lru_keeps_within_its_count_and_byte_budget_and_computes_each_key_on
 
     import numpy as np
 
-    cache = S.LRU(3, budget=250)
+    cache = LRU(3, budget=250)
     for k in range(3):
         cache.get_or_compute(k, lambda: np.zeros(100, np.uint8))
     assert len(cache) == 2  # 300 bytes > 250: the oldest went
@@ -256,13 +258,13 @@ def test_only_a_written_value_that_was_corrupted_can_be_repaired():
     key = S.make_key("default", SMALL)
     run = S.get_run(key)
     e = run.names.index("e")
-    early = S.injection(key, 0, e, 1)  # e (depth 3) is EMPTY in the input
+    early = injection(key, 0, e, 1)  # e (depth 3) is EMPTY in the input
     assert not early.was_written and not early.repaired and early.repair_state == -1
     assert "Repaired: does not apply: the clean run had not written e yet in state 0" in " ".join(early.report())
-    same = S.injection(key, run.n_steps, 0, int(run.truth[0]))
+    same = injection(key, run.n_steps, 0, int(run.truth[0]))
     assert same.was_written and not same.repaired
     assert "Repaired: does not apply: the written value is the true value" in " ".join(same.report())
-    late = S.injection(key, run.n_steps, 0, (int(run.truth[0]) + 1) % run.modulus)
+    late = injection(key, run.n_steps, 0, (int(run.truth[0]) + 1) % run.modulus)
     assert late.was_error and ("Repaired: yes" in " ".join(late.report())) == late.ends_right
     assert f"(clean run: {run.n_steps})" in " ".join(late.report())
 
@@ -288,7 +290,7 @@ def test_views_of_a_128_node_graph_thin_their_labels_instead_of_dropping_or_over
             if a < b:
                 wide = CHAR_PX * (max(len(run.names[a]), len(run.names[b])) + 4)
                 assert abs(px[a] - px[b]) >= wide or abs(py[a] - py[b]) >= LABEL_PX, (run.names[a], run.names[b])
-    inj = injection_figure(S.injection(key, 2, 100, 1))
+    inj = injection_figure(injection(key, 2, 100, 1))
     ticks = list(inj.layout.yaxis.tickvals)
     assert 40 <= len(ticks) < run.n_nodes and f"100: {run.names[100]}" in ticks
     usage = usage_figure(run, factor=3, state=1)
@@ -308,3 +310,35 @@ def test_a_run_carries_the_librarys_routing_measures_and_names_the_default_model
     lookup = [(r["layer"], r["head"]) for r in run.head_roles() if r["role"] == "lookup"]
     assert len(lookup) >= 2 and all(layer == 0 for layer, _ in lookup)
     assert np.nanmax(run.head_scores(2)["operand_lookup"][0]) > 0.7
+
+
+def test_solve_the_wrappers_and_the_app_encode_a_problem_to_the_same_tokens_and_names(monkeypatch):
+    """One encoder (``workbench.task.encoding.encode``): ``solve``, ``to_tokens`` and the app's runs agree."""
+    import workbench.solving
+    from workbench.solving import solve
+    from workbench.task.encoding import encode
+
+    key = S.make_key("tiny", "total = x + y\n# made-up names\nx = 3\nfour = 4\ny = x + four\nz = total + y", seed=5)
+    task = S.model_task("tiny")
+    tb, (names,) = encode(key.text, task, seed=key.seed)
+
+    problem, app_names, app_tb = S.token_batch(key, task)
+    assert app_names == names and np.array_equal(app_tb.tokens, tb.tokens)
+
+    _, hm = S.get_model("tiny")
+    tokens = hm.to_tokens(key.text, seed=key.seed).cpu()
+    assert np.array_equal(tokens.numpy(), tb.tokens)
+    assert hm.names.names(tokens[0], hm.model.vocab.sizes) == {i: name for name, i in names.items()}
+
+    seen = []
+    real = workbench.solving.run_chunked
+    monkeypatch.setattr(workbench.solving, "run_chunked", lambda model, batch, **kw: seen.append(batch) or real(model, batch, **kw))
+    solution = solve(hm.model, key.text, seed=key.seed, max_steps=2)
+    assert np.array_equal(seen[0].tokens, tb.tokens) and list(solution.values) == list(names) == problem.names
+
+
+def test_the_modules_examples_run():
+    """``app/`` is outside the suite's doctest paths (its pages register with Dash on import), so run these here."""
+    import doctest
+
+    assert doctest.testmod(S).failed == 0
