@@ -101,17 +101,18 @@ def solve(model: LoopedModel, problems: Sequence[str | Problem] | str | Problem,
     >>> sorted(sol.values), sol.iterations <= 2
     (['a', 'b'], True)
     """
-    if getattr(model, "kind", None) == "chain-of-thought":  # greedy trace decoding (workbench.cot.solve)
-        from workbench.cot.solve import solve_cot
-
-        return solve_cot(model, problems, batch_size=batch_size, max_steps=max_steps, seed=seed, progress=progress)
     single = isinstance(problems, (str, Problem))
     batch = [problems] if single else list(problems)
     if not batch:
         return []
     parsed = read_problems(batch, model.task)
-    tb, _ = encode(parsed, model.task, seed=seed)
-    finals, iterations, converged = run_chunked(model, tb, batch_size=batch_size, max_steps=max_steps, progress=progress)
-    values = decode_values(tb, finals, parsed, model.task.modulus)
-    solutions = [Solution(v, int(i), bool(c)) for v, i, c in zip(values, iterations, converged)]
+    if getattr(model, "kind", None) == "chain-of-thought":  # greedy trace decoding (workbench.cot.solve)
+        from workbench.cot.solve import solve_parsed
+
+        solutions = solve_parsed(model, parsed, batch_size=batch_size, max_steps=max_steps, seed=seed, progress=progress)
+    else:
+        tb, _ = encode(parsed, model.task, seed=seed)
+        finals, iterations, converged = run_chunked(model, tb, batch_size=batch_size, max_steps=max_steps, progress=progress)
+        values = decode_values(tb, finals, parsed, model.task.modulus)
+        solutions = [Solution(v, int(i), bool(c)) for v, i, c in zip(values, iterations, converged)]
     return solutions[0] if single else solutions

@@ -118,28 +118,26 @@ def evaluate_sizes(model: CotModel, sizes: Sequence[int], count: int, *, seed: i
 
 def solve_cot(model: CotModel, problems: Sequence[str | Problem] | str | Problem, *, batch_size: int = 64,
               max_steps: int | None = None, seed: int = 0, progress: bool = False) -> list[Solution] | Solution:
-    """Solve one problem or a batch by greedy chain-of-thought decoding (``workbench.solving.solve``'s contract).
+    """Solve one problem or a batch by greedy chain-of-thought decoding: ``workbench.solving.solve`` on this model.
 
     ``iterations`` is the number of words generated, ``converged`` whether the trace ended with EOS;
     ``max_steps`` caps the words generated (default: the correct trace's length plus a little slack).
     A variable the trace never assigned gets None.
     """
-    from workbench.task.encoding import read_problems
+    from workbench.solving import solve
+
+    return solve(model, problems, batch_size=batch_size, max_steps=max_steps, seed=seed, progress=progress)
+
+
+def solve_parsed(model: CotModel, parsed: Sequence[Problem], *, batch_size: int = 64, max_steps: int | None = None,
+                 seed: int = 0, progress: bool = False) -> list[Solution]:
+    """One ``Solution`` per parsed problem (what ``workbench.solving.solve`` calls for this kind of model)."""
     from workbench.task.text import problems_to_graphs
 
-    single = isinstance(problems, (str, Problem))
-    batch = [problems] if single else list(problems)
-    if not batch:
-        return []
-    parsed = read_problems(batch, model.task)
     graphs, maps = problems_to_graphs(parsed, model.task, seed=seed)
     values, generated, ended = run_graphs(model, graphs, batch_size=batch_size, max_new=max_steps, progress=progress)
-    solutions = []
-    for b, problem in enumerate(parsed):
-        got = values[b]
-        answer = {eq.name: got.get(maps[b][eq.name]) for eq in problem.equations}
-        solutions.append(Solution(answer, int(generated[b]), bool(ended[b])))
-    return solutions[0] if single else solutions
+    return [Solution({eq.name: values[b].get(maps[b][eq.name]) for eq in problem.equations}, int(generated[b]), bool(ended[b]))
+            for b, problem in enumerate(parsed)]
 
 
-__all__ = ["generate", "run_graphs", "evaluate_graphs", "evaluate_sizes", "solve_cot", "SLACK"]
+__all__ = ["generate", "run_graphs", "evaluate_graphs", "evaluate_sizes", "solve_cot", "solve_parsed", "SLACK"]

@@ -16,7 +16,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from workbench.cot.trace import build_traces, END
 from workbench.errors import WorkbenchError
 from workbench.task.config import TaskConfig
 from workbench.task.graphs import sample_graphs
+from workbench.training.config import PhasedRun
 
 CHECKPOINT, PREVIOUS = "checkpoint", "checkpoint.prev"
 
@@ -53,86 +54,29 @@ class CotPhase:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CotTrainConfig:
+class CotTrainConfig(PhasedRun):
     """A chain-of-thought training run (AdamW, linear warm-up then constant, gradient clipping by norm)."""
 
-    name: str
+    MODEL: ClassVar[type] = CotConfig
+    PHASE: ClassVar[type] = CotPhase
+    LABEL: ClassVar[str] = "chain-of-thought training"
+
     kind: str = KIND
     model: CotConfig = field(default_factory=CotConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
     phases: tuple[CotPhase, ...] = ()
-    seed: int = 0
-    out: str = "runs/{name}"
-    export: str | None = "models/{name}"
-    batch_graphs: int = 32
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
     grad_clip: float | None = 1.0
-    log_every: int = 25
-    eval_every: int = 500
-    eval_sizes: tuple[int, ...] = (16, 32)
-    eval_count: int = 64
-    checkpoint_every: int = 200
-    threads: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "phases", tuple(self.phases))
-        object.__setattr__(self, "eval_sizes", tuple(self.eval_sizes))
         if self.kind != KIND:
             raise WorkbenchError(f"a chain-of-thought config has kind = {KIND!r}, got {self.kind!r}")
-        if not self.phases:
-            raise WorkbenchError("training config needs at least one [[phases]] entry")
+        super().__post_init__()
         for p in self.phases:
             if p.nodes[1] > self.task.n_names or max(p.fan_in) > self.task.max_fan_in:
                 raise WorkbenchError(f"phase {p.name!r}: graphs must fit the task (at most {self.task.n_names} nodes, "
                                      f"fan-in at most {self.task.max_fan_in})")
         if any(not 7 <= n <= self.task.n_names for n in self.eval_sizes):
             raise WorkbenchError(f"eval_sizes {list(self.eval_sizes)}: every size must lie in 7..{self.task.n_names}")
-        counts = ("batch_graphs", "log_every", "eval_every", "eval_count", "checkpoint_every")
-        bad = [n for n in counts if getattr(self, n) < 1]
-        if bad:
-            raise WorkbenchError(f"{', '.join(bad)} must be at least 1")
-
-    @property
-    def total_steps(self) -> int:
-        return sum(p.steps for p in self.phases)
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out.format(name=self.name))
-
-    @property
-    def export_dir(self) -> Path | None:
-        return Path(self.export.format(name=self.name)) if self.export else None
-
-    def phase_at(self, step: int) -> CotPhase:
-        end = 0
-        for phase in self.phases:
-            end += phase.steps
-            if step < end:
-                return phase
-        return self.phases[-1]
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["model"], d["task"] = self.model.to_dict(), self.task.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CotTrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise WorkbenchError(f"unknown chain-of-thought training keys {sorted(unknown)}; known: {sorted(known)}")
-        d = dict(d)
-        try:
-            d["model"] = CotConfig.from_dict(d.get("model", {}))
-            d["task"] = TaskConfig.from_dict(d.get("task", {}))
-            d["phases"] = tuple(CotPhase(**p) for p in d.get("phases", []))
-            return cls(**d)
-        except TypeError as exc:
-            raise WorkbenchError(f"bad chain-of-thought training config: {exc}") from None
+        self.check_counts()
 
 
 def is_cot_config(path: str | Path) -> bool:

@@ -1,13 +1,20 @@
 """The model's components, named after what they compute (TransformerLens conventions).
 
 Every component takes a ``tap``: the hook point of the current loop step. The plain model passes
-``NO_TAP`` (identity, nothing active) and so runs a fused attention kernel; the hookable wrapper
-passes per-step hook points, and attention then computes its pattern explicitly.
+``NO_TAP`` (identity, nothing active) and so runs the fastest attention form; the hookable wrapper
+passes per-step hook points, and attention computes its pattern explicitly where one is hooked.
+
+Attention has three forms, chosen per call (``RelativeAttention.forward``): the fused SDPA kernel
+(gradients, or a GPU); on CPU inference, queries in blocks of ``QUERY_BLOCK``, each against only the
+keys it can see, so no [batch, head, query, key] table is ever whole; and the explicit full table,
+when a hook reads the scores or the pattern (or inside ``full_table_attention()``, for comparisons).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +35,71 @@ class Tap:
 
 
 NO_TAP = Tap()
+
+QUERY_BLOCK = 64  # queries per block of the blocked CPU attention (a block's scores: [batch, head, 64, keys seen])
+_blocked_attention = True  # False inside full_table_attention()
+
+
+@contextmanager
+def full_table_attention() -> Iterator[None]:
+    """Compute CPU inference attention through the full [batch, head, query, key] table, as before blocking.
+
+    For side-by-side comparisons (``benchmarks/bench_solve.py``, the tests); the outputs agree to float
+    rounding. A process-wide switch, not per thread: hold the model lock (``workbench.hooks.guard``) when
+    other threads may run the model meanwhile.
+    """
+    global _blocked_attention
+    before, _blocked_attention = _blocked_attention, False
+    try:
+        yield
+    finally:
+        _blocked_attention = before
+
+
+def _pattern_blocks(q: Tensor, k: Tensor, bias: Tensor, scale: float, block: int) -> Iterator[tuple[int, int, Tensor]]:
+    """``(start, end, pattern rows)`` per block of queries: softmax(scale * q.k + bias) of queries start..end
+    against keys 0..end ([batch, head, end - start, end]), each in one reused buffer (valid until the next)."""
+    B, P, H, d = q.shape
+    qh = (q * scale).transpose(1, 2)  # [batch, head, query, d_head]; scaling q, not the scores (exact for a power of 2)
+    kh = k.permute(0, 2, 3, 1).contiguous()  # [batch, head, d_head, key]
+    buffer = torch.empty(B * H * min(block, P) * P, dtype=q.dtype, device=q.device)
+    for start in range(0, P, block):
+        end = min(start + block, P)
+        scores = buffer[:B * H * (end - start) * end].view(B, H, end - start, end)  # [batch, head, block, end]
+        torch.matmul(qh[:, :, start:end], kh[..., :end], out=scores).add_(bias[:, start:end, :end])
+        yield start, end, torch.softmax(scores, -1, out=scores)
+
+
+def blocked_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float,
+                      block: int = QUERY_BLOCK) -> Tensor:
+    """softmax(scale * q.k + bias) @ v, queries in blocks, each block against the keys up to its last query.
+
+    q, k, v: [batch, pos, head, d_head]; bias: [head, query, key], -inf above the diagonal (causal), so
+    the keys past a block's last query, all masked, are skipped. Returns z [batch, pos, head, d_head].
+    Inference only (no autograd through it): every block's scores reuse one buffer and become its pattern
+    in place.
+    """
+    B, P, H, d = q.shape
+    vh = v.transpose(1, 2).contiguous()  # [batch, head, key, d_head]
+    z = torch.empty(B, H, P, d, dtype=v.dtype, device=v.device)
+    for start, end, rows in _pattern_blocks(q, k, bias, scale, block):
+        # a fresh [batch, head, block, d_head] then a copy: matmul(out=) into the strided slice of z runs one
+        # small matmul per (batch, head), which at 2 threads cost 2x the whole attention
+        z[:, :, start:end] = torch.matmul(rows, vh[:, :, :end])
+    return z.transpose(1, 2)  # [batch, pos, head, d_head]
+
+
+def blocked_pattern(q: Tensor, k: Tensor, bias: Tensor, scale: float, block: int = QUERY_BLOCK) -> Tensor:
+    """The whole pattern [batch, head, query, key], computed in query blocks (zeros above the diagonal).
+
+    What a hook on ``hook_pattern`` alone gets on CPU inference: the blocks' exponentials without the
+    masked half, and no score table kept.
+    """
+    B, P, H, _ = q.shape
+    pattern = torch.zeros(B, H, P, P, dtype=q.dtype, device=q.device)
+    for start, end, rows in _pattern_blocks(q, k, bias, scale, block):
+        pattern[:, :, start:end, :end] = rows
+    return pattern
 
 
 class FactorEmbed(nn.Module):
@@ -87,12 +159,14 @@ class RelativeAttention(nn.Module):
     def position_bias(self, n_pos: int) -> Tensor:
         """Additive score bias [head, query, key]: the relative-position term, -inf above the diagonal.
 
-        Without gradients (inference) the bias of the last length is kept: a loop runs the same
-        layer at every step, and rebuilding the [head, query, key] table each time cost ~20% of a step.
+        Without gradients (inference) the table of the longest length so far is kept, and a shorter length
+        gets its top-left corner (the bias depends on q - k only): a loop runs the same layer at every
+        step, at a width that shrinks as graphs finish, and rebuilding the [head, query, key] table each
+        time cost ~20% of a step.
         """
-        key = (n_pos, self.rel_bias.data_ptr(), self.rel_bias._version, self.rel_bias.dtype, self.rel_bias.device)
-        if not torch.is_grad_enabled() and getattr(self, "_bias_key", None) == key:
-            return self._bias
+        key = (self.rel_bias.data_ptr(), self.rel_bias._version, self.rel_bias.dtype, self.rel_bias.device)
+        if not torch.is_grad_enabled() and getattr(self, "_bias_key", None) == key and self._bias.shape[-1] >= n_pos:
+            return self._bias[:, :n_pos, :n_pos]
         bias = self.rel_bias_scale * self.rel_bias[:, relative_buckets(n_pos, self.window, self.rel_bias.device)]
         causal = torch.ones(n_pos, n_pos, dtype=torch.bool, device=bias.device).triu(1)
         bias = bias.masked_fill(causal, float("-inf"))
@@ -110,18 +184,29 @@ class RelativeAttention(nn.Module):
         bias = self.position_bias(P)  # [head, query, key]
         drop = self.dropout if self.training else 0.0
         temperature = self.train_temperature if self.training else 1.0
-        # The fused kernel wins when gradients flow or on a GPU; on a CPU without gradients (inference)
-        # the explicit form is faster (measured: 376 vs 659 ms at batch 8 x 750 positions, one thread).
-        explicit = (not torch.is_grad_enabled() and x.device.type == "cpu") or any(
-            tap.active(prefix + s) for s in ("hook_attn_scores", "hook_pattern", "hook_z", "hook_result"))
-        if explicit:
+        # The fused kernel wins when gradients flow or on a GPU. On a CPU without gradients (inference) it
+        # loses to the explicit form, and the explicit form to query blocks, which skip the masked half and
+        # keep every score table small (attention of batch 8 x 780 positions, one thread: SDPA with the bias
+        # as float mask 321 ms, full table 237 ms, blocks of 64 queries 64 ms; BENCHMARKS.md, Solve). A hook
+        # on the pattern gets the whole pattern, built by the blocks; one on the scores the explicit table;
+        # z and the per-head results come from the blocks.
+        cpu_inference = not torch.is_grad_enabled() and x.device.type == "cpu"
+        blocks = cpu_inference and drop == 0.0 and _blocked_attention
+        scale = 1 / (math.sqrt(d) * temperature)
+        hooked_scores, hooked_pattern = tap.active(prefix + "hook_attn_scores"), tap.active(prefix + "hook_pattern")
+        if blocks and not hooked_scores and not hooked_pattern:
+            z = blocked_attention(q, k, v, bias, scale)
+        elif blocks and not hooked_scores:  # the pattern alone is hooked: blocks build it; z reads what the hook left
+            pattern = tap(prefix + "hook_pattern", blocked_pattern(q, k, bias, scale))
+            z = torch.matmul(pattern, v.transpose(1, 2)).transpose(1, 2)  # [batch, pos, head, d_head]
+        elif cpu_inference or hooked_scores or hooked_pattern or tap.active(prefix + "hook_z") or tap.active(prefix + "hook_result"):
             scores = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1))  # [batch, head, query, key]
-            scores = tap(prefix + "hook_attn_scores", scores.mul_(1 / (math.sqrt(d) * temperature)).add_(bias))  # in place: one big tensor, not three
+            scores = tap(prefix + "hook_attn_scores", scores.mul_(scale).add_(bias))  # in place: one big tensor, not three
             pattern = tap(prefix + "hook_pattern", F.dropout(scores.softmax(-1), drop, self.training))
             z = torch.einsum("bhqk,bkhd->bqhd", pattern, v)
         else:
             z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                               attn_mask=bias, dropout_p=drop, scale=1 / (math.sqrt(d) * temperature)).transpose(1, 2)
+                                               attn_mask=bias, dropout_p=drop, scale=scale).transpose(1, 2)
         z = tap(prefix + "hook_z", z)  # [batch, pos, head, d_head]
         if tap.active(prefix + "hook_result"):
             result = tap(prefix + "hook_result", torch.einsum("bphd,hdm->bphm", z, self.W_O))  # [batch, pos, head, d_model]
@@ -140,7 +225,8 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor, tap: Tap = NO_TAP, prefix: str = "") -> Tensor:
         pre = tap(prefix + "hook_pre", self.W_in(x))  # [batch, pos, d_mlp]
-        post = tap(prefix + "hook_post", F.relu(pre))
+        in_place = not torch.is_grad_enabled() and not tap.active(prefix + "hook_pre")  # nobody keeps pre
+        post = tap(prefix + "hook_post", F.relu(pre, inplace=in_place))
         return self.dropout(self.W_out(post))
 
 

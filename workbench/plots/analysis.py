@@ -35,8 +35,8 @@ class Heatmap:
 
 
 @dataclass
-class Lines:
-    """Curves sharing an x axis; names in ``dashed`` are drawn dashed (baselines, chance)."""
+class Chart:
+    """Named series of y values over one x axis (``Lines`` draws them as curves, ``Bars`` as grouped bars)."""
 
     title: str
     x: list[Any]
@@ -45,20 +45,22 @@ class Lines:
     ylabel: str = ""
     ymin: float | None = None
     ymax: float | None = None
+
+
+@dataclass
+class Lines(Chart):
+    """Curves sharing an x axis; names in ``dashed`` are drawn dashed (baselines, chance)."""
+
     dashed: tuple[str, ...] = ()
 
 
 @dataclass
-class Bars:
-    """Grouped bars: one group per category, one bar per series."""
+class Bars(Chart):
+    """Grouped bars: one group per category (``x``), one bar per series."""
 
-    title: str
-    categories: list[Any]
-    series: dict[str, list[float | None]]
-    xlabel: str = ""
-    ylabel: str = ""
-    ymin: float | None = None
-    ymax: float | None = None
+    @property
+    def categories(self) -> list[Any]:
+        return self.x
 
 
 Panel = Heatmap | Lines | Bars
@@ -215,4 +217,4 @@ def save_png(fig: Figure, path: str | Path) -> None:
     plt.close(mfig)
 
 
-__all__ = ["Heatmap", "Lines", "Bars", "Panel", "Figure", "to_plotly", "write_html", "save_png"]
+__all__ = ["Heatmap", "Chart", "Lines", "Bars", "Panel", "Figure", "to_plotly", "write_html", "save_png"]

@@ -6,7 +6,7 @@ import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from workbench.errors import WorkbenchError
 from workbench.model.config import ModelConfig
@@ -68,30 +68,27 @@ class Phase:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """A whole training run; ``workbench train --config F`` reads it, ``--resume`` continues it.
+class PhasedRun:
+    """What every training config shares (the looped models' ``TrainConfig``, chain-of-thought's): the task,
+    curriculum phases, optimizer basics, schedules of logs, evaluations and checkpoints, a run folder, an
+    export folder, and reading itself from a dict. Subclasses add ``model`` and ``phases`` fields and name
+    their model config (``MODEL``), phase (``PHASE``), the word for their errors (``LABEL``) and the
+    settings that must be at least 1 (``COUNTS``)."""
 
-    init: a model (name or folder) whose weights start the run instead of a random draw, with a fresh
-        optimizer: fine-tuning a shipped model costs minutes where its recipe costs hours. Parameters
-        the model lacks (a mechanism this config adds, e.g. ``role_embedding``) keep their initial
-        values; anything else must match exactly. Phases count their steps from 0.
-    """
+    MODEL: ClassVar[type]
+    PHASE: ClassVar[type]
+    LABEL: ClassVar[str] = "training"
+    COUNTS: ClassVar[tuple[str, ...]] = ("batch_graphs", "log_every", "eval_every", "eval_count", "checkpoint_every")
 
     name: str
-    init: str | None = None
-    model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
-    phases: tuple[Phase, ...] = ()
     seed: int = 0
     out: str = "runs/{name}"
     export: str | None = "models/{name}"
     batch_graphs: int = 32
-    steps_per_graph: int = 2
     lr: float = 1e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    value_weight: float = 4.0
-    unroll_cap: int = 8
     log_every: int = 25
     eval_every: int = 500
     eval_sizes: tuple[int, ...] = (16, 32)
@@ -104,22 +101,10 @@ class TrainConfig:
         object.__setattr__(self, "eval_sizes", tuple(self.eval_sizes))
         if not self.phases:
             raise WorkbenchError("training config needs at least one [[phases]] entry")
-        top = max(p.modulus or self.task.modulus for p in self.phases)
-        if top > self.task.value_codes:
-            raise WorkbenchError(f"a phase uses modulus {top} but the task has only {self.task.value_codes} value codes; set task.n_values >= {top}")
-        # what the graph sampler would otherwise reject mid-run, with a traceback
-        names, codes = self.task.n_names, self.task.value_codes
-        for p in self.phases:
-            if p.nodes[1] > names:
-                raise WorkbenchError(f"phase {p.name!r}: graphs of up to {p.nodes[1]} nodes need task.n_names >= {p.nodes[1]}, got {names}")
-            if max(p.fan_in) > self.task.max_fan_in:
-                raise WorkbenchError(f"phase {p.name!r}: fan_in {max(p.fan_in)} exceeds task.max_fan_in {self.task.max_fan_in}")
-            if p.leaf_values is not None and not 1 <= p.leaf_values <= codes:
-                raise WorkbenchError(f"phase {p.name!r}: leaf_values must lie in 1..{codes} (the task's value codes)")
-        if any(not 7 <= n <= names for n in self.eval_sizes):
-            raise WorkbenchError(f"eval_sizes {list(self.eval_sizes)}: every size must lie in 7..{names} (6 leaves plus one node; task.n_names)")
-        counts = ("batch_graphs", "steps_per_graph", "unroll_cap", "log_every", "eval_every", "eval_count", "checkpoint_every")
-        bad = [name for name in counts if getattr(self, name) < 1]
+
+    def check_counts(self) -> None:
+        """Every setting in ``COUNTS`` is at least 1 (a zero would divide, or never log or save)."""
+        bad = [name for name in self.COUNTS if getattr(self, name) < 1]
         if bad:
             raise WorkbenchError(f"{', '.join(bad)} must be at least 1")
 
@@ -135,7 +120,7 @@ class TrainConfig:
     def export_dir(self) -> Path | None:
         return Path(self.export.format(name=self.name)) if self.export else None
 
-    def phase_at(self, step: int) -> Phase:
+    def phase_at(self, step: int):
         """The phase that step ``step`` (0-based) belongs to."""
         end = 0
         for phase in self.phases:
@@ -150,19 +135,59 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]):
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise WorkbenchError(f"unknown training config keys {sorted(unknown)}; known: {sorted(known)}")
+            raise WorkbenchError(f"unknown {cls.LABEL} config keys {sorted(unknown)}; known: {sorted(known)}")
         d = dict(d)
         try:
-            d["model"] = ModelConfig.from_dict(d.get("model", {}))
+            d["model"] = cls.MODEL.from_dict(d.get("model", {}))
             d["task"] = TaskConfig.from_dict(d.get("task", {}))
-            d["phases"] = tuple(Phase(**p) for p in d.get("phases", []))
+            d["phases"] = tuple(cls.PHASE(**p) for p in d.get("phases", []))
             return cls(**d)
         except TypeError as exc:
-            raise WorkbenchError(f"bad training config: {exc}") from None
+            raise WorkbenchError(f"bad {cls.LABEL} config: {exc}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(PhasedRun):
+    """A whole training run; ``workbench train --config F`` reads it, ``--resume`` continues it.
+
+    init: a model (name or folder) whose weights start the run instead of a random draw, with a fresh
+        optimizer: fine-tuning a shipped model costs minutes where its recipe costs hours. Parameters
+        the model lacks (a mechanism this config adds, e.g. ``role_embedding``) keep their initial
+        values; anything else must match exactly. Phases count their steps from 0.
+    """
+
+    MODEL: ClassVar[type] = ModelConfig
+    PHASE: ClassVar[type] = Phase
+    COUNTS: ClassVar[tuple[str, ...]] = PhasedRun.COUNTS + ("steps_per_graph", "unroll_cap")
+
+    init: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    phases: tuple[Phase, ...] = ()
+    steps_per_graph: int = 2
+    value_weight: float = 4.0
+    unroll_cap: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        top = max(p.modulus or self.task.modulus for p in self.phases)
+        if top > self.task.value_codes:
+            raise WorkbenchError(f"a phase uses modulus {top} but the task has only {self.task.value_codes} value codes; set task.n_values >= {top}")
+        # what the graph sampler would otherwise reject mid-run, with a traceback
+        names, codes = self.task.n_names, self.task.value_codes
+        for p in self.phases:
+            if p.nodes[1] > names:
+                raise WorkbenchError(f"phase {p.name!r}: graphs of up to {p.nodes[1]} nodes need task.n_names >= {p.nodes[1]}, got {names}")
+            if max(p.fan_in) > self.task.max_fan_in:
+                raise WorkbenchError(f"phase {p.name!r}: fan_in {max(p.fan_in)} exceeds task.max_fan_in {self.task.max_fan_in}")
+            if p.leaf_values is not None and not 1 <= p.leaf_values <= codes:
+                raise WorkbenchError(f"phase {p.name!r}: leaf_values must lie in 1..{codes} (the task's value codes)")
+        if any(not 7 <= n <= names for n in self.eval_sizes):
+            raise WorkbenchError(f"eval_sizes {list(self.eval_sizes)}: every size must lie in 7..{names} (6 leaves plus one node; task.n_names)")
+        self.check_counts()
 
 
 MERGED_SECTIONS = ("model", "task")  # tables a derived config amends key by key; every other key replaces

@@ -72,15 +72,8 @@ eval_every = 2
 eval_sizes = [8]
 eval_count = 2
 checkpoint_every = 2
-[model]
-n_layers = 1
-n_heads = 2
-d_model = 16
-n_ctx = 256
-[[phases]]
-name = "a"
-steps = 2
-nodes = [7, 9]
+model = {{ n_layers = 1, n_heads = 2, d_model = 16, n_ctx = 256 }}
+phases = [{{ name = "a", steps = 2, nodes = [7, 9] }}]
 ''')
     code, out, err = workbench("train", "--config", config, "--threads", "1")
     assert code == 0, err

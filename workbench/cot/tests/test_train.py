@@ -42,7 +42,7 @@ def test_the_shipped_config_is_the_papers_size_and_the_smoke_config_derives_from
 
 
 def test_bad_configs_are_one_line_errors(tmp_path):
-    with pytest.raises(WorkbenchError, match="unknown chain-of-thought training keys"):
+    with pytest.raises(WorkbenchError, match="unknown chain-of-thought training config keys"):
         CotTrainConfig.from_dict({"name": "x", "phases": [{"name": "a", "steps": 1}], "epochs": 3})
     with pytest.raises(WorkbenchError, match="kind"):
         replace(tiny_config(tmp_path), kind="looped")
