@@ -38,7 +38,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workbench.cli import check_tag, parse_sizes  # noqa: E402  (shared with the workbench command)
+from workbench.records import check_tag, parse_sizes  # noqa: E402  (shared with the workbench command)
 from workbench.exits import run_command  # noqa: E402
 
 LEAVES = 6

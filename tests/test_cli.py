@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.cli import parse_sizes
+from workbench.records import parse_sizes
 from workbench.errors import WorkbenchError
 from workbench.model.checkpoint import WEIGHTS, load_model, save_model
 from workbench.model.looped import LoopedModel

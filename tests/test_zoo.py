@@ -30,8 +30,13 @@ def evaluated(model_dir, tmp_path, name: str, steps: int, total: int):
 
 
 def test_every_zoo_model_maps_to_a_curve_of_the_paper():
-    assert set(ZOO) == {"default", "no-error-correction", "continuous-latent", "end-to-end", "feedforward"}
+    assert set(ZOO) == {"default", "no-error-correction", "continuous-latent", "end-to-end", "feedforward", "chain-of-thought"}
     assert all(label in PAPER_ACCURACY for label in ZOO.values())
+
+
+def test_a_fine_tune_says_what_it_started_from():
+    tuned = ZooEntry("default", ROWS, "cmd", 2, 2, ZOO["default"], init="models/default/run/base")
+    assert "| 2 / 2 steps, fine-tuned from `models/default/run/base` |" in comparison_table([tuned])
 
 
 def test_table_has_our_rows_then_the_matching_paper_rows_and_flags_unfinished_runs():

@@ -7,7 +7,6 @@ are written only once everything succeeded.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,29 +16,10 @@ import click
 
 from workbench.errors import WorkbenchError
 from workbench.exits import run_command
+from workbench.zoo import ZOO
+from workbench.records import SCRATCH, check_destination, check_tag, output_folder, parse_sizes, refuse_smaller
 
 MODEL_HELP = "model name in models/ (e.g. default) or path to a model folder"
-
-
-def parse_sizes(text: str) -> list[int]:
-    """``8,16,...,128`` -> [8, 16, 24, ..., 128]; plain lists like ``8,32`` pass through."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    try:
-        if "..." in parts:
-            i = parts.index("...")
-            if i < 2 or i != len(parts) - 2:
-                raise ValueError
-            a, b, end = int(parts[i - 2]), int(parts[i - 1]), int(parts[i + 1])
-            if b <= a:
-                raise ValueError
-            sizes = [int(p) for p in parts[: i - 2]] + list(range(a, end + 1, b - a))
-        else:
-            sizes = [int(p) for p in parts]
-    except ValueError:
-        raise WorkbenchError(f"--sizes {text!r} is not a list of sizes; write e.g. 8,16,32 or 8,16,...,128") from None
-    if not sizes or min(sizes) < 7:
-        raise WorkbenchError(f"--sizes {text!r}: every size must be at least 7 (6 leaves plus one node)")
-    return sizes
 
 
 def model_and_sizes(model_name: str, sizes: str):
@@ -52,54 +32,6 @@ def model_and_sizes(model_name: str, sizes: str):
         raise WorkbenchError(f"--sizes {sizes!r}: graphs of {max(size_list)} nodes need more variables than this "
                              f"model's name pool of {model.task.n_names}; use sizes up to {model.task.n_names}")
     return model, size_list
-
-
-def check_tag(tag: str, *, reserved: tuple[str, ...] = ("config",)) -> str:
-    """A record's file stem in a model folder: plain characters, never one of the folder's own files."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", tag) or tag in reserved:
-        taken = f" other than {' and '.join(reserved)}" if reserved else ""
-        raise WorkbenchError(f"--tag {tag!r} must be a plain file stem (letters, digits, . _ -){taken}")
-    return tag
-
-
-SCRATCH = Path("runs") / "eval"  # where evaluations go unless recorded into a model folder (git-ignored)
-
-
-def output_folder(model, out: str | None, record: bool) -> tuple[Path, bool]:
-    """Where an evaluation writes, and whether that is the model's own folder (whose card then lists it).
-
-    A documented command must never overwrite a shipped model's results by accident: the model's
-    folder is written only with ``--record`` (or an explicit ``--out`` naming it). The commands call
-    ``check_destination`` first, before loading the model.
-    """
-    own = Path(model.meta["path"])
-    folder = own if record else Path(out) if out else SCRATCH / model.meta["name"]
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder, folder.resolve() == own.resolve()
-
-
-def check_destination(out: str | None, record: bool) -> None:
-    """--record and --out name two different places: refuse both at once, before any work."""
-    if record and out:
-        raise WorkbenchError("--record writes into the model's own folder; drop --out, or drop --record to write to --out")
-
-
-def graphs_in_record(path: Path) -> int:
-    """How many graphs an evaluation record holds (0 if there is none or it cannot be read)."""
-    try:
-        data = json.loads(path.read_text())
-        groups = [data["sizes"]] if "sizes" in data else list(data["families"].values())
-        return sum(int(row["count"]) for rows in groups for row in rows)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return 0
-
-
-def refuse_smaller(path: Path, graphs: int, replace: bool) -> None:
-    """Refuse to replace a record with one over fewer graphs, unless ``--replace`` says to."""
-    held = graphs_in_record(path)
-    if held > graphs and not replace:
-        raise WorkbenchError(f"{path} holds a larger evaluation ({held} graphs) than this one ({graphs}); "
-                             "write it elsewhere (--out DIR or --tag NAME), or pass --replace to overwrite it")
 
 
 def read_input(path: str) -> str:
@@ -380,7 +312,7 @@ def robustness(model_name: str, families: str, sizes: str, count: int, seed: int
 
 
 @cli.command()
-@click.option("--models", default="default,no-error-correction,continuous-latent,end-to-end,feedforward", show_default=True,
+@click.option("--models", default=",".join(ZOO), show_default=True,
               help="comma-separated model names (or folders), each already evaluated with 'workbench eval'")
 @click.option("--out", default="docs", show_default=True, help="folder for zoo.md, zoo.png and zoo.html")
 def compare(models: str, out: str) -> None:

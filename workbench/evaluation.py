@@ -61,6 +61,12 @@ def evaluate_sizes(model: LoopedModel, sizes: list[int], count: int, *, seed: in
             graphs = sample_graphs(n, count, rng=rng, task=model.task, depth_cap=depth_cap, recent=recent)
         else:
             graphs = sample_family(family, n, count, rng=rng, task=model.task)
+        if getattr(model, "kind", None) == "chain-of-thought":  # the same graphs, answered by greedy traces
+            from workbench.cot.solve import evaluate_graphs
+
+            results.append(evaluate_graphs(model, graphs, batch_size=batch_size))
+            bar.update(count)
+            continue
         tb = tokenize(graphs, model.vocab)
         final, iters, conv = run_chunked(model, tb, batch_size=batch_size, on_chunk=bar.update)
         exact, node_acc = score_run(tb, final)

@@ -23,6 +23,7 @@ ZOO: dict[str, str | None] = {
     "continuous-latent": "Continuous LSS",
     "end-to-end": "E2E Recurrent",
     "feedforward": "E2E Feedforward",
+    "chain-of-thought": "Chain-of-Thought",
 }
 
 
@@ -36,6 +37,7 @@ class ZooEntry:
     steps: int | None                # training steps done (None: no training record)
     total_steps: int | None          # steps the recipe asks for
     paper_label: str | None
+    init: str | None = None          # the model a fine-tune started from (its steps come on top)
 
     @property
     def finished(self) -> bool:
@@ -76,7 +78,8 @@ def load_entry(name: str) -> ZooEntry:
     training = meta.get("training") or {}
     model_name = meta.get("name", folder.name)
     return ZooEntry(name=model_name, rows=rows, command=ev.get("command", "workbench eval"),
-                    steps=training.get("steps"), total_steps=training.get("total_steps"), paper_label=ZOO.get(model_name))
+                    steps=training.get("steps"), total_steps=training.get("total_steps"), paper_label=ZOO.get(model_name),
+                    init=(training.get("config") or {}).get("init"))
 
 
 def comparison_table(entries: list[ZooEntry]) -> str:
@@ -90,6 +93,8 @@ def comparison_table(entries: list[ZooEntry]) -> str:
                   else "**not trained yet**" if e.steps == 0 else "no record")
         if e.steps is not None and e.total_steps and not e.finished:
             status += " (**unfinished**)"
+        if e.init:  # a fine-tune: its steps come on top of the model it started from
+            status += f", fine-tuned from `{e.init}`"
         lines.append(f"| **{e.name}** | {status} | " + " | ".join(fmt(e.accuracy_at(n)) for n in sizes) + " |")
     for label in dict.fromkeys(e.paper_label for e in entries if e.paper_label):
         paper = dict(zip(PAPER_SIZES, PAPER_ACCURACY[label]))

@@ -37,9 +37,11 @@ def model_info(model: LoopedModel) -> dict[str, Any]:
         ev = Path(path) / "eval.json"
         if ev.exists():
             evaluation = json.loads(ev.read_text())["sizes"]
-    return {"name": meta.get("name", "(unsaved)"), "path": path, "parameters": model.n_params(),
-            "mechanisms": model.cfg.mechanisms,
-            "architecture": {k: model.cfg.to_dict()[k] for k in ("n_layers", "n_heads", "d_model", "rel_window")},
+    cot = getattr(model, "kind", None) == "chain-of-thought"  # a causal language model on solution traces
+    shape = ("n_layers", "n_heads", "d_model", "n_ctx", "positions") if cot else ("n_layers", "n_heads", "d_model", "rel_window")
+    return {"name": meta.get("name", "(unsaved)"), "path": path, "parameters": sum(p.numel() for p in model.parameters()),
+            "mechanisms": {"kind": "chain-of-thought", "supervision": "next-word on solution traces"} if cot else model.cfg.mechanisms,
+            "architecture": {k: model.cfg.to_dict()[k] for k in shape},
             "modulus": model.task.modulus, "operations": list(model.task.operations),
             "max_variables": model.task.n_names, "max_fan_in": model.task.max_fan_in,
             "trained_on": trained_on, "eval": evaluation}

@@ -81,3 +81,16 @@ phases = [{{ name = "a", steps = 2, nodes = [7, 9] }}]
     assert load_model(tmp_path / "model", device="cpu").meta["training"]["steps"] == 2
     code, out, err = workbench("train", "--config", config, "--threads", "1")
     assert code == 2 and "already holds a checkpoint" in err and len(err.splitlines()) == 1
+
+
+def test_cli_info_and_eval_describe_and_score_a_chain_of_thought_model(folder, workbench, tmp_path):
+    code, out, err = workbench("info", "--model", folder, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["mechanisms"]["kind"] == "chain-of-thought" and info["architecture"]["n_ctx"] == 128
+    code, out, err = workbench("eval", "--model", folder, "--sizes", "8", "--count", "3", "--out", tmp_path / "ev")
+    assert code == 0, err
+    record = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    (row,) = record["sizes"]
+    assert row["n_nodes"] == 8 and row["count"] == 3 and 0.0 <= row["graph_acc"] <= row["node_acc"] + 1e-9 <= 1.0 + 1e-9
+    assert row["mean_iterations"] > 0  # trace words generated
