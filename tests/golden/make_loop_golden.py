@@ -21,6 +21,7 @@ from workbench.task.tokens import tokenize
 from workbench.task.vocab import F_VALUE
 
 GOLDEN = Path(__file__).with_name("loop_golden.safetensors")
+SHIPPED = Path(__file__).resolve().parents[2] / "models"  # by path: a test may point WORKBENCH_MODELS elsewhere
 MODELS = ("default", "continuous-latent", "end-to-end", "feedforward", "no-error-correction")
 SIZES = np.array([12, 16, 20, 9])  # one batch of mixed lengths: padding and early finishers both exercised
 UNROLL_STEPS = 3
@@ -46,7 +47,7 @@ def unrolled_logits(model, tokens: torch.Tensor, n_steps: int) -> list[list[torc
 def outputs(name: str) -> dict[str, torch.Tensor]:
     """Everything the three drivers return on the pinned batch, as named tensors."""
     torch.manual_seed(0)
-    model = load_model(name).eval()
+    model = load_model(SHIPPED / name, device="cpu").eval()
     tokens, lengths = golden_batch(model)
     out: dict[str, torch.Tensor] = {}
     with torch.no_grad():

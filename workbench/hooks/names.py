@@ -18,6 +18,8 @@ would return the step): build and parse names here only. This module imports nei
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -99,11 +101,19 @@ def _index(text: str, what: str) -> int:
 def parse_hook_name(name: str) -> HookSite:
     """The ``HookSite`` of a full hook name; ``WorkbenchError`` unless ``hook_name`` could have built it.
 
+    Cached: a names filter is asked about every hook point of every step (tens of thousands for a long
+    run of an N = 128 graph), and the names are few and immutable.
+
     >>> parse_hook_name("loop.3.blocks.1.attn.hook_pattern")
     HookSite(step=3, site='attn.hook_pattern', layer=1, factor=None)
     >>> parse_hook_name("loop.0.hook_logits.3").factor
     3
     """
+    return _parse(name)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parse(name: str) -> HookSite:
     parts = name.split(".")
     if len(parts) < 3 or parts[0] != "loop" or not parts[1].isdigit():
         raise WorkbenchError(f"'{name}' is not a hook name; hook names look like 'loop.3.blocks.1.attn.hook_pattern'")
