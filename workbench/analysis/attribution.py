@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
 from workbench.analysis.activations import sample_batch
@@ -73,7 +73,7 @@ def template_batches(g: Graphs, row: int, k: int, n_names: int, rng: np.random.G
 
 
 @torch.no_grad()
-def head_outputs(hm, graphs: Graphs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def head_outputs(hm, graphs: Graphs) -> tuple[Float[np.ndarray, "layer batch head d_model"], Int[np.ndarray, "batch"], Int[np.ndarray, "batch"]]:
     """One step on the solved state with the last equation EMPTY: per layer the heads' outputs at its rhs
     [layer, batch, head, d_model], the value written there [batch] and the true value [batch]."""
     tb = tokenize(graphs, hm.vocab)
@@ -105,7 +105,7 @@ def relative_variance(o: Float[np.ndarray, "*rest batch head d_model"]) -> Float
     return (centred ** 2).sum(-1).mean(-2) / np.maximum((o ** 2).sum(-1).mean(-2), 1e-12)
 
 
-def head_groups(rel_var: np.ndarray, *, min_var: float = 0.1, ratio: float = 1.5) -> list[dict[str, list[int]]]:
+def head_groups(rel_var: Float[np.ndarray, "layer slot head"], *, min_var: float = 0.1, ratio: float = 1.5) -> list[dict[str, list[int]]]:
     """Per layer {slot: heads}: a head joins the slot its output varies with most (>= min_var, >= ratio x the next).
 
     >>> head_groups(np.array([[[0.5, 0.0, np.nan, 0.1], [0.0, 0.0, np.nan, 0.0]]]))

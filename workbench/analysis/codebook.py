@@ -18,6 +18,7 @@ from __future__ import annotations
 
 
 import numpy as np
+from jaxtyping import Int
 
 from workbench.analysis.activations import cached_runs, default_steps, sample_batch
 from workbench.analysis.summary import CodebookSummary
@@ -31,7 +32,8 @@ INVALID = ("syntax changed", "name changed", "operation changed", "spare value c
            "constant altered")
 
 
-def transitions(before: np.ndarray, after: np.ndarray, truth: np.ndarray, empty: int) -> dict[str, int]:
+def transitions(before: Int[np.ndarray, "node"], after: Int[np.ndarray, "node"], truth: Int[np.ndarray, "node"],
+                empty: int) -> dict[str, int]:
     """Counts of each kind of change of node values (arrays [node]) from ``before`` to ``after``.
 
     >>> transitions(np.array([9, 9, 1, 2, 2]), np.array([1, 2, 2, 1, 9]), np.array([1, 1, 1, 1, 1]), 9)["wrong->right"]
@@ -49,7 +51,7 @@ def transitions(before: np.ndarray, after: np.ndarray, truth: np.ndarray, empty:
     return {k: int(v.sum()) for k, v in kinds.items()}
 
 
-def invalid_counts(state: np.ndarray, tb: TokenBatch, modulus: int) -> dict[str, tuple[int, int]]:
+def invalid_counts(state: Int[np.ndarray, "batch pos factor"], tb: TokenBatch, modulus: int) -> dict[str, tuple[int, int]]:
     """``{rule: (violations, positions concerned)}`` of one written state [batch, pos, factor]."""
     v = tb.vocab
     real = np.arange(tb.max_len)[None, :] < tb.length[:, None]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from workbench.hooks.names import hook_name
@@ -44,7 +44,7 @@ BIN_EDGES = (0, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
 """Recurrence bins [lo, hi) for the tables and plots; 12 is the training cap of the fan-out phase."""
 
 
-def recurrence_counts(tb: TokenBatch) -> np.ndarray:
+def recurrence_counts(tb: TokenBatch) -> Int[np.ndarray, "batch pos"]:
     """[batch, pos] at each operand occurrence: earlier operand occurrences of the same name; -1 elsewhere."""
     operand = (tb.node >= 0) & ~tb.is_rhs  # [batch, pos]
     n_nodes = tb.graphs.max_nodes
@@ -56,7 +56,7 @@ def recurrence_counts(tb: TokenBatch) -> np.ndarray:
     return np.where(operand, counts, -1)
 
 
-def operand_recurrence(tb: TokenBatch, counts: np.ndarray) -> np.ndarray:
+def operand_recurrence(tb: TokenBatch, counts: Int[np.ndarray, "batch pos"]) -> Int[np.ndarray, "batch node"]:
     """[batch, node] the largest recurrence among each node's operand occurrences (-1 for leaves)."""
     rows = np.arange(tb.batch)[:, None, None]
     return np.where(tb.operand_pos >= 0, counts[rows, np.maximum(tb.operand_pos, 0)], -1).max(-1)

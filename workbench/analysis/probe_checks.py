@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from jaxtyping import Float
 
 from workbench.analysis.activations import Gathered
 from workbench.analysis.probing import LinearProbe, ProbeCurves, task_data
@@ -23,7 +24,7 @@ SAME_AS_RANDOM = 0.02
 anything the training put there."""
 
 
-def probe_directions(probe: LinearProbe) -> np.ndarray:
+def probe_directions(probe: LinearProbe) -> Float[np.ndarray, "d_model k"]:
     """[d_model, k] an orthonormal basis of the residual directions the fitted probe reads (raw, unscaled space)."""
     if probe.clf_ is None:
         raise WorkbenchError("a probe fitted on one class reads no direction")

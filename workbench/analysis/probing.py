@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from jaxtyping import Int
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
@@ -74,7 +75,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         return self.clf_.predict(X)
 
 
-def graph_split(groups: np.ndarray, *, test_size: float = 0.25, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def graph_split(groups: Int[np.ndarray, "sample"], *, test_size: float = 0.25,
+                seed: int = 0) -> tuple[Int[np.ndarray, "train"], Int[np.ndarray, "test"]]:
     """Train and test sample indices with every graph wholly on one side.
 
     >>> train, test = graph_split(np.repeat(np.arange(8), 3), seed=0)
@@ -88,7 +90,8 @@ def graph_split(groups: np.ndarray, *, test_size: float = 0.25, seed: int = 0) -
     return train, test
 
 
-def shuffled_labels(groups: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> np.ndarray:
+def shuffled_labels(groups: Int[np.ndarray, "sample"], labels: Int[np.ndarray, "sample"], *,
+                    seed: int = 0) -> Int[np.ndarray, "sample"]:
     """Labels moved to another sample of the same graph (a random cyclic shift within each graph).
 
     The label distribution of every graph is kept; the link between a position and its own label is cut.
@@ -110,7 +113,8 @@ def shuffled_labels(groups: np.ndarray, labels: np.ndarray, *, seed: int = 0) ->
     return out
 
 
-def control_labels(keys: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> np.ndarray:
+def control_labels(keys: Int[np.ndarray, "sample"], labels: Int[np.ndarray, "sample"], *,
+                   seed: int = 0) -> Int[np.ndarray, "sample"]:
     """Random but consistent labels: every distinct key gets one label drawn from ``labels``' distribution.
 
     >>> c = control_labels(np.array([5, 5, 7, 7, 5]), np.array([0, 1, 2, 3, 4]), seed=1)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from workbench.analysis.routing_checks import (USED_DROP, Capture, ablation_effects, causal_verdicts, composition,
@@ -86,7 +86,7 @@ class Layout:
                    syntax != PAD, (syntax != PAD) & (syntax != VARIABLE) & (syntax != VALUE))
 
 
-def filled_positions(state: np.ndarray, vocab) -> np.ndarray:
+def filled_positions(state: Int[np.ndarray, "batch pos factor"], vocab) -> Bool[np.ndarray, "batch pos"]:
     """[batch, pos] defining positions whose value is written in ``state`` [batch, pos, factor]."""
     return state[..., F_VALUE] < vocab.n_values
 
@@ -169,7 +169,7 @@ def role_of(values: dict[str, float], threshold: float = ROLE_THRESHOLD) -> str:
     return ROLE_OF[best] if np.isfinite(values[best]) and values[best] >= threshold else "other"
 
 
-def head_roles(measures: dict[str, np.ndarray], gather_slot: np.ndarray, threshold: float = ROLE_THRESHOLD) -> list[dict]:
+def head_roles(measures: dict[str, Float[np.ndarray, "step layer head"]], gather_slot: Float[np.ndarray, "step layer head slot"], threshold: float = ROLE_THRESHOLD) -> list[dict]:
     """Per head: {layer, head, role, slot, steps (role per step), stability, and each measure's step mean}.
 
     ``slot`` (gather heads): the operand slot the head reads most; ``stability``: the share of steps

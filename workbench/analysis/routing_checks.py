@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from jaxtyping import Float, Int
 import torch
 from torch import Tensor
 
@@ -53,7 +54,7 @@ class Capture(Tap):
 
 
 @torch.no_grad()
-def one_step(model: LoopedModel, state: np.ndarray, tap: Tap = NO_TAP) -> np.ndarray:
+def one_step(model: LoopedModel, state: Int[np.ndarray, "batch pos factor"], tap: Tap = NO_TAP) -> Int[np.ndarray, "batch pos factor"]:
     """One loop step from ``state`` [batch, pos, factor] through ``tap`` (a ``Capture``, say), in eval
     mode whatever the model's mode (restored after); the decoded next state."""
     was_training = model.training
@@ -64,7 +65,7 @@ def one_step(model: LoopedModel, state: np.ndarray, tap: Tap = NO_TAP) -> np.nda
 
 
 # ------------------------------------------------------------------------------------------- causal
-def frontier_accuracy(tb: TokenBatch, step: int, output: np.ndarray) -> float:
+def frontier_accuracy(tb: TokenBatch, step: int, output: Int[np.ndarray, "batch pos factor"]) -> float:
     """Share of the nodes of depth ``step`` (the ones step ``step`` writes) whose written value is right."""
     b, p = np.nonzero(tb.is_rhs & (tb.depth == step))
     return float((output[b, p, F_VALUE] == tb.target_value[b, p]).mean()) if len(b) else float("nan")
@@ -177,7 +178,7 @@ def role_groups(roles: list[dict], alone: np.ndarray | None = None, threshold: f
     return groups
 
 
-def single_drops(effects: dict) -> np.ndarray:
+def single_drops(effects: dict) -> Float[np.ndarray, "layer head"]:
     """[layer, head] the larger of the zero- and mean-ablation drops, averaged over steps."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
