@@ -83,11 +83,13 @@ def main() -> None:
     problem_out = [("problem-dag", "figure"), ("problem-tokens", "children"), ("problem-drawn", "data")]
     cases = {
         "Problem: step change (patch graph, re-render tokens)": lambda t: payload(
-            problem_out, [("step", "value", t), ("run", "data", data), ("problem-init", "data", True)],
-            [("node", "data", None), ("problem-drawn", "data", key.digest)], ["step.value"]),
+            problem_out, [("step", "value", t), ("run", "data", data), ("problem-init", "data", True), ("node", "data", None),
+                          ("problem-message", "children", None)],
+            [("problem-drawn", "data", key.digest)], ["step.value"]),
         "Problem: new problem (whole graph drawn)": lambda t: payload(
-            problem_out, [("step", "value", t), ("run", "data", data), ("problem-init", "data", True)],
-            [("node", "data", None), ("problem-drawn", "data", None)], ["run.data"]),
+            problem_out, [("step", "value", t), ("run", "data", data), ("problem-init", "data", True), ("node", "data", None),
+                          ("problem-message", "children", None)],
+            [("problem-drawn", "data", None)], ["run.data"]),
         "Codebook: step change (4 figures)": lambda t: payload(
             [("codebook-usage", "figure"), ("codebook-transitions", "figure"), ("codebook-entropy", "figure"),
              ("codebook-changes", "figure"), ("codebook-message", "children")],
@@ -101,6 +103,10 @@ def main() -> None:
         "Attention: step change (graph)": lambda t: payload(
             [("attention-dag", "figure")],
             [("step", "value", t), ("run", "data", data), ("node", "data", 5), ("attention-init", "data", True)],
+            changed=["step.value"]),
+        "Attention: step change, a node's circuit chain": lambda t: payload(
+            [("attention-chain", "figure")],
+            [("step", "value", t), ("run", "data", data), ("node", "data", run.n_nodes - 1), ("attention-init", "data", True)],
             changed=["step.value"]),
         "Attention: one head's pattern, cached": lambda t: payload(
             [("attention-pattern", "figure")],
