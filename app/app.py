@@ -58,6 +58,11 @@ def malformed_request(exc: Exception):
     return {"error": f"malformed request ({type(exc).__name__}); reload the page"}, 400
 
 
+#: Play's frame interval: 4 states a second, which every page's step change (<= 150 ms p95 at N = 128,
+#: BENCHMARKS.md) keeps up with
+PLAY_INTERVAL_MS = 250
+
+
 def root_layout(initial: dict) -> html.Div:
     pages = sorted(dash.page_registry.values(), key=lambda p: p.get("order", 99))
     nav = [dcc.Link(p["name"], href=p["relative_path"], className="nav-link", id=f"nav-{p['module'].rsplit('.', 1)[-1]}")
@@ -76,7 +81,7 @@ def root_layout(initial: dict) -> html.Div:
                 html.Div(dcc.Slider(id=ids.STEP, min=0, max=1, step=1, value=0, updatemode="mouseup",
                                     allow_direct_input=False), className="slider"),
             ], className="step-controls"),
-            dcc.Interval(id=ids.TICK, interval=900, disabled=True),
+            dcc.Interval(id=ids.TICK, interval=PLAY_INTERVAL_MS, disabled=True),
         ]),
         html.Main(dash.page_container, className="content"),
     ])

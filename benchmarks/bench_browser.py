@@ -1,0 +1,98 @@
+"""The app's cold paths and Play in a real browser (headless Debian Chromium through Playwright).
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_browser.py [--nodes 128] [--problems 3]
+
+Serves the app on the shipped models (127.0.0.1, a free port) and, as a person would: generates a new
+problem of N nodes on the Problem page and times the click until its graph is drawn (the first view,
+cold: nobody asked for that problem before), for ``--problems`` seeds; then presses Play and counts the
+states drawn per second from the graph's title. Times are from the browser's side (the page's own
+clock), median and max. Nothing here is asserted: the numbers go to BENCHMARKS.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import threading
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--nodes", type=int, default=128)
+    parser.add_argument("--problems", type=int, default=3, help="new problems timed (seeds 1..N)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--hide", default=None, help="CSS selector hidden while playing (to find what the browser spends its time on)")
+    parser.add_argument("--play-interval", type=int, default=None, help="Play's frame interval in ms (default: the app's)")
+    args = parser.parse_args()
+
+    import torch
+    from playwright.sync_api import expect, sync_playwright
+    from werkzeug.serving import make_server
+
+    import app.app as app_module
+    from app.screenshots import ARGS, CHROMIUM, VIEWPORT
+
+    if args.play_interval:
+        app_module.PLAY_INTERVAL_MS = args.play_interval
+    create_app = app_module.create_app
+
+    torch.set_num_threads(args.threads)
+    server = make_server("127.0.0.1", 0, create_app(args.model).server, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    expect.set_options(timeout=120_000)
+    first_views, warm_model = [], None
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        start = time.perf_counter()
+        page.goto(url + "/")
+        title = page.locator("#problem-dag .gtitle")
+        expect(title).to_contain_text("State")
+        warm_model = time.perf_counter() - start  # the first page: loads the model and runs the default problem
+        for seed in range(1, args.problems + 1):
+            page.locator("#problem-size").fill(str(args.nodes))
+            page.locator("#problem-seed").fill(str(seed))
+            tokens = page.locator("#problem-tokens")
+            before = tokens.text_content()
+            start = time.perf_counter()
+            page.locator("#problem-generate").click()
+            expect(page.locator("#run-info")).to_contain_text(f"{args.nodes} nodes")
+            expect(tokens).not_to_have_text(before)  # the new problem's token sequence is drawn
+            expect(title).to_contain_text(re.compile(r"State \d+ of \d+"))
+            first_views.append(time.perf_counter() - start)
+        # Play from state 0 to the end; the title says which state is drawn
+        last = int(re.search(r"of (\d+)", title.text_content()).group(1))
+        while "State 0 of" not in (title.text_content() or ""):
+            page.locator("#step-prev").click()
+            page.wait_for_timeout(50)
+        if args.hide:
+            page.add_style_tag(content=f"{args.hide} {{display: none !important}}")
+        seen, start = {}, time.perf_counter()
+        page.locator("#play").click()
+        while time.perf_counter() - start < 60:
+            m = re.search(r"State (\d+) of", title.text_content() or "")
+            if m and int(m.group(1)) not in seen:
+                seen[int(m.group(1))] = time.perf_counter() - start
+            if last in seen:
+                break
+            page.wait_for_timeout(20)
+        browser.close()
+    server.shutdown()
+    drawn = sorted(seen)
+    span = seen[drawn[-1]] - seen[drawn[0]] if len(drawn) > 1 else float("nan")
+    rate = (len(drawn) - 1) / span if span and span == span else float("nan")
+    print(f"N={args.nodes}, model {args.model}, {args.threads} torch thread(s), Play every {app_module.PLAY_INTERVAL_MS} ms, load average "
+          f"{os.getloadavg()[0]:.1f}; first page (model load + the default problem) {warm_model:.2f} s")
+    print(f"first view of a new problem (click -> graph and tokens drawn), {len(first_views)} problems: "
+          f"median {statistics.median(first_views):.2f} s, max {max(first_views):.2f} s")
+    print(f"Play: {len(drawn)} of {last + 1} states drawn in {span:.2f} s: {rate:.1f} states/s "
+          f"(states skipped when a frame was not drawn before the next: {last + 1 - len(drawn)})")
+
+
+if __name__ == "__main__":
+    main()
