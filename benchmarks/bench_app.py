@@ -104,8 +104,8 @@ def main() -> None:
             [("attention-dag", "figure")],
             [("step", "value", t), ("run", "data", data), ("node", "data", 5), ("attention-init", "data", True)],
             changed=["step.value"]),
-        "Attention: step change, a node's circuit chain": lambda t: payload(
-            [("attention-chain", "figure")],
+        "Attention: step change, a node's reads and circuit chain": lambda t: payload(
+            [("attention-node", "figure"), ("attention-chain", "figure")],
             [("step", "value", t), ("run", "data", data), ("node", "data", run.n_nodes - 1), ("attention-init", "data", True)],
             changed=["step.value"]),
         "Attention: one head's pattern, cached": lambda t: payload(

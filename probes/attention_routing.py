@@ -13,20 +13,12 @@ Writes models/<name>/probes/routing.json (+ PNG, HTML); see workbench/analysis/r
 import click
 
 from workbench.analysis import routing
-from workbench.analysis.script import analysis_command, default_of, main
+from workbench.analysis.script import analysis_command, default_of, main, sample_options
 
 
 @analysis_command("routing", "Attention routing")
-@click.option("--nodes", type=click.IntRange(7), default=default_of(routing.run, "n_nodes"),
-              show_default=True, help="nodes per graph")
-@click.option("--count", type=click.IntRange(1), default=default_of(routing.run, "count"),
-              show_default=True, help="graphs")
-@click.option("--depth-cap", type=click.IntRange(1), default=default_of(routing.run, "depth_cap"),
-              show_default=True, help="cap on node depth")
-@click.option("--steps", type=click.IntRange(1), default=default_of(routing.run, "n_steps"),
-              help="loop steps (default: max depth + 2, <= 10)")
-@click.option("--mode", type=click.Choice(["teacher", "free"]), default=default_of(routing.run, "mode"),
-              show_default=True, help="teacher: each step reads the teacher state; free: the model's own")
+@sample_options(routing.run, "--nodes", "--count", "--depth-cap", "--steps", "--mode",
+                n_steps="loop steps (default: max depth + 2, <= 10)")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=default_of(routing.run, "threshold"),
               show_default=True,
               help="attention mass that gives a head a role (workbench.analysis.routing.ROLE_THRESHOLD)")

@@ -11,19 +11,12 @@ Writes models/<name>/probes/lens.json (+ PNG, HTML); see workbench/analysis/lens
 import click
 
 from workbench.analysis import lens
-from workbench.analysis.script import analysis_command, default_of, main
+from workbench.analysis.script import analysis_command, main, sample_options
 
 
 @analysis_command("lens", "Bottleneck lens")
-@click.option("--nodes", type=click.IntRange(7), default=default_of(lens.run, "n_nodes"),
-              show_default=True, help="nodes per graph")
-@click.option("--count", type=click.IntRange(1), default=default_of(lens.run, "count"),
-              show_default=True, help="graphs")
-@click.option("--depth-cap", type=click.IntRange(1), default=default_of(lens.run, "depth_cap"),
-              show_default=True, help="cap on node depth")
-@click.option("--steps", type=click.IntRange(1), default=default_of(lens.run, "n_steps"),
-              help="loop steps (default: max depth + 2, <= 10)")
-@click.option("--mode", type=click.Choice(["free", "teacher"]), default=default_of(lens.run, "mode"), show_default=True)
+@sample_options(lens.run, "--nodes", "--count", "--depth-cap", "--steps", "--mode",
+                n_steps="loop steps (default: max depth + 2, <= 10)")
 def command(model, *, seed, progress, nodes, count, depth_cap, steps, mode):
     """Decode every residual point of every step through the final norm and the factor heads."""
     return lens.run(model, n_nodes=nodes, count=count, depth_cap=depth_cap, n_steps=steps, mode=mode, seed=seed,

@@ -11,18 +11,12 @@ Writes models/<name>/probes/codebook.json (+ PNG, HTML); see workbench/analysis/
 import click
 
 from workbench.analysis import codebook
-from workbench.analysis.script import analysis_command, default_of, main
+from workbench.analysis.script import analysis_command, main, sample_options
 
 
 @analysis_command("codebook", "Codebook usage")
-@click.option("--nodes", type=click.IntRange(7), default=default_of(codebook.run, "n_nodes"),
-              show_default=True, help="nodes per graph")
-@click.option("--count", type=click.IntRange(1), default=default_of(codebook.run, "count"),
-              show_default=True, help="graphs")
-@click.option("--depth-cap", type=click.IntRange(1), default=default_of(codebook.run, "depth_cap"),
-              help="cap on node depth (default: none)")
-@click.option("--steps", type=click.IntRange(1), default=default_of(codebook.run, "n_steps"),
-              help="loop steps (default: max depth + 3, <= 24)")
+@sample_options(codebook.run, "--nodes", "--count", "--depth-cap", "--steps",
+                n_steps="loop steps (default: max depth + 3, <= 24)")
 def command(model, *, seed, progress, nodes, count, depth_cap, steps):
     """Codes written per factor and step, entropy, invalid combinations, value transitions."""
     return codebook.run(model, n_nodes=nodes, count=count, depth_cap=depth_cap, n_steps=steps, seed=seed,

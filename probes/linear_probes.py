@@ -12,21 +12,14 @@ import click
 
 from workbench.analysis import probes
 from workbench.analysis.probes import PROBE_KINDS, LinearProbe
-from workbench.analysis.script import analysis_command, default_list, default_of, main
+from workbench.analysis.script import analysis_command, default_list, default_of, main, sample_options
 
 
 @analysis_command("probes", "Linear probes on the residual stream")
-@click.option("--nodes", type=click.IntRange(7), default=default_of(probes.run, "n_nodes"),
-              show_default=True, help="nodes per graph")
+@sample_options(probes.run, "--nodes", "--depth-cap", "--steps", "--mode",
+                n_steps="loop steps to probe (default: max depth + 2, <= 10)")
 @click.option("--count", type=click.IntRange(4), default=default_of(probes.run, "count"),
               show_default=True, help="graphs (split 3:1 by graph)")
-@click.option("--depth-cap", type=click.IntRange(1), default=default_of(probes.run, "depth_cap"),
-              show_default=True, help="cap on node depth")
-@click.option("--steps", type=click.IntRange(1), default=default_of(probes.run, "n_steps"),
-              help="loop steps to probe (default: max depth + 2, <= 10)")
-@click.option("--mode", type=click.Choice(["free", "teacher"]), default=default_of(probes.run, "mode"),
-              show_default=True,
-              help="free: the model reads its own states; teacher: step t reads the teacher state t-1")
 @click.option("--probe", "probe_kind", type=click.Choice(list(PROBE_KINDS)), default=default_of(LinearProbe, "kind"),
               show_default=True)
 @click.option("--alpha", type=float, default=default_of(LinearProbe, "alpha"), show_default=True, help="ridge penalty")

@@ -11,18 +11,12 @@ Writes models/<name>/probes/mlp.json (+ PNG, HTML); see workbench/analysis/mlp.p
 import click
 
 from workbench.analysis import mlp
-from workbench.analysis.script import analysis_command, default_of, main
+from workbench.analysis.script import analysis_command, default_of, main, sample_options
 
 
 @analysis_command("mlp", "MLP analysis")
-@click.option("--nodes", type=click.IntRange(7), default=default_of(mlp.run, "n_nodes"),
-              show_default=True, help="nodes per graph")
-@click.option("--count", type=click.IntRange(1), default=default_of(mlp.run, "count"),
-              show_default=True, help="graphs (contribution, ablation)")
-@click.option("--depth-cap", type=click.IntRange(1), default=default_of(mlp.run, "depth_cap"),
-              show_default=True, help="cap on node depth")
-@click.option("--steps", type=click.IntRange(1), default=default_of(mlp.run, "n_steps"),
-              help="teacher-forced steps (default: max depth + 1)")
+@sample_options(mlp.run, "--nodes", "--count", "--depth-cap", "--steps",
+                count="graphs (contribution, ablation)", n_steps="teacher-forced steps (default: max depth + 1)")
 @click.option("--layer", type=click.IntRange(0), default=default_of(mlp.run, "layer"),
               help="the MLP of the Fourier sweep (default: the last)")
 def command(model, *, seed, progress, nodes, count, depth_cap, steps, layer):

@@ -66,21 +66,10 @@ def run_cli(cli_env, tmp_path):
 def call_cli(model_dir, tmp_path, monkeypatch, capsys):
     """``call_cli(*args, stdin=None)``: the CLI's ``main`` in this process (fast; same code path as the script)."""
     from workbench.cli import main
+    from workbench.testing import in_process_cli
 
     monkeypatch.setenv("WORKBENCH_MODELS", str(model_dir))
     monkeypatch.setenv("WORKBENCH_DEVICE", "cpu")
     monkeypatch.chdir(tmp_path)
-
-    def call(*args: str, stdin: str | None = None) -> Result:
-        import io
-
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main([str(a) for a in args])
-        captured = capsys.readouterr()
-        code = exit_info.value.code
-        return Result(0 if code is None else int(code), captured.out, captured.err)
-
-    return call
+    call = in_process_cli(main, monkeypatch, capsys)
+    return lambda *args, stdin=None: Result(*call(*args, stdin=stdin))

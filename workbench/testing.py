@@ -7,7 +7,7 @@ suite, or the other xdist worker) threads fight: every test runs with one torch 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -31,6 +31,27 @@ def tiny_model(cfg: ModelConfig = TINY, task: TaskConfig = TINY_TASK, *, seed: i
     """
     torch.manual_seed(seed)
     return LoopedModel(replace(cfg, **changes) if changes else cfg, task).eval()
+
+
+def in_process_cli(main: Callable, monkeypatch, capsys) -> Callable[..., tuple[int, str, str]]:
+    """``call(*args, stdin=None) -> (exit code, stdout, stderr)``: a click command's ``main`` (the ``workbench``
+    command's, given by the test: the library never imports the command) in this process, from pytest's
+    ``monkeypatch`` and ``capsys``; fast, and the same code path as the script."""
+    import io
+    import sys
+
+    import pytest
+
+    def call(*args, stdin: str | None = None) -> tuple[int, str, str]:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return int(exit_info.value.code or 0), captured.out, captured.err
+
+    return call
 
 
 @contextmanager

@@ -171,36 +171,24 @@ def show_head(state, data, layer, head):
     return pattern_figure(step_patterns(key, t)[layer, head], run, state=t, layer=layer, head=head)
 
 
-@callback(Output(ID("node"), "figure"), Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ids.NODE, "data"),
-          Input(ID("init"), "data"))
-@safe(lambda msg: blank(msg))
+@callback(Output(ID("node"), "figure"), Output(ID("chain"), "figure"), Input(ids.STEP, "value"), Input(ids.RUN, "data"),
+          Input(ids.NODE, "data"), Input(ID("init"), "data"))
+@safe(lambda msg: (blank(msg), blank(msg)))
 def show_node(state, data, node, _init):
-    """What the selected node's defining position reads, in every head."""
-    from app.state import pattern_state, step_patterns
-    from workbench.plots.attention import node_attention_figure
-    from workbench.plots.common import empty_figure
-
-    key, run = _run(data)
-    if not isinstance(node, int) or not 0 <= node < run.n_nodes:
-        return empty_figure("click a node in the graph (or a row of the pattern above)", height=420)
-    t = pattern_state(run, state)
-    return node_attention_figure(step_patterns(key, t)[:, :, node], run, node=node, state=t)
-
-
-@callback(Output(ID("chain"), "figure"), Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ids.NODE, "data"),
-          Input(ID("init"), "data"))
-@safe(lambda msg: blank(msg))
-def show_chain(state, data, node, _init):
-    """The selected node's lookup -> gather chain (and the induction shortcut) drawn on its tokens."""
+    """What the selected node's defining position reads in every head, and its circuit chain (operand token
+    <- definition, result <- operand token, result <- definition) drawn on its tokens, from one step's patterns."""
     from app.state import pattern_state, step_operand_lookups, step_patterns
-    from workbench.plots.attention import circuit_chain_figure
+    from workbench.plots.attention import circuit_chain_figure, node_attention_figure
     from workbench.plots.common import empty_figure
 
     key, run = _run(data)
     if not isinstance(node, int) or not 0 <= node < run.n_nodes:
-        return empty_figure("click a node in the graph to draw its circuit", height=340)
-    if not run.parents[node]:
-        return empty_figure(f"{run.names[node]} is a constant: it reads no variable", height=340)
+        return (empty_figure("click a node in the graph (or a row of the pattern above)", height=420),
+                empty_figure("click a node in the graph to draw its circuit", height=340))
     t = pattern_state(run, state)
-    return circuit_chain_figure(run, node=node, state=t, result_rows=step_patterns(key, t)[:, :, node],
-                                lookups=step_operand_lookups(key, t)[:, :, node])
+    rows = step_patterns(key, t)[:, :, node]
+    reads = node_attention_figure(rows, run, node=node, state=t)
+    if not run.parents[node]:
+        return reads, empty_figure(f"{run.names[node]} is a constant: it reads no variable", height=340)
+    return reads, circuit_chain_figure(run, node=node, state=t, result_rows=rows,
+                                       lookups=step_operand_lookups(key, t)[:, :, node])

@@ -125,7 +125,7 @@ def test_an_injected_error_is_reported_on_both_models(page: Page, server_url):
     expect(page.locator("#errors-fig-a .gtitle")).to_contain_text("after writing price := 5 into state 1")
 
 
-def test_clicking_a_node_shows_what_it_attends_to(page: Page, server_url):
+def test_clicking_a_node_shows_what_it_attends_to_and_its_circuit_chain(page: Page, server_url):
     open_app(page, server_url)
     run_problem(page, SMALL)
     expect(page.locator("#run-info")).to_contain_text("4 nodes")
@@ -140,6 +140,8 @@ def test_clicking_a_node_shows_what_it_attends_to(page: Page, server_url):
     expect(page.locator("#attention-dag .hoverlayer .hovertext")).to_have_count(1)
     page.mouse.click(x, y)
     expect(page.locator("#attention-node .gtitle")).to_contain_text("What total (total = price + tax) reads")
+    expect(page.locator("#attention-chain .gtitle")).to_contain_text("The circuit of total (total = price + tax)")
+    expect(page.locator("#attention-chain .annotation-text")).to_have_count(6)  # 3 links x 2 operands, each labelled
     page.locator("#nav-problem").click()
     expect(page.locator("#problem-node")).to_contain_text("total = price + tax")
 

@@ -325,7 +325,7 @@ def test_the_circuit_chain_of_a_clicked_node_names_heads_from_the_same_steps_pat
     run = S.get_run(key)
     node = run.names.index("d")
     t = int(run.depth[node])  # the step that writes d reads state t
-    got = call(client, [("attention-chain", "figure")],
+    got = call(client, [("attention-node", "figure"), ("attention-chain", "figure")],
                [("step", "value", t), ("run", "data", key.to_json()), ("node", "data", node), ("attention-init", "data", True)],
                changed=["node.data"])["response"]["attention-chain"]["figure"]
     assert f"The circuit of d (d = c + a) at step {t}" in got["layout"]["title"]["text"]

@@ -89,6 +89,37 @@ def default_list(fn: Callable, option: str) -> str:
     return ",".join(str(v) for v in default_of(fn, option))
 
 
+#: the options most analyses share: script option -> (the ``run`` parameter it feeds, click type, help)
+SAMPLE_OPTIONS: dict[str, tuple[str, Any, str]] = {
+    "--nodes": ("n_nodes", click.IntRange(7), "nodes per graph"),
+    "--count": ("count", click.IntRange(1), "graphs"),
+    "--depth-cap": ("depth_cap", click.IntRange(1), "cap on node depth"),
+    "--steps": ("n_steps", click.IntRange(1), "loop steps"),
+    "--mode": ("mode", click.Choice(["free", "teacher"]), "free: the model reads its own states; teacher: step t reads "
+               "the teacher state"),
+}
+
+
+def sample_options(run: Callable, *options: str, **helps: str) -> Callable:
+    """The shared options ``options`` (keys of ``SAMPLE_OPTIONS``), each defaulting to ``run``'s parameter;
+    ``helps`` override a help text by parameter name (``count="graphs (split 3:1 by graph)"``).
+
+    >>> import click
+    >>> @click.command()
+    ... @sample_options(lambda *, n_nodes=24, count=8: None, "--nodes", "--count")
+    ... def cmd(nodes, count): ...
+    >>> [(p.name, p.default) for p in cmd.params]
+    [('nodes', 24), ('count', 8)]
+    """
+    def decorate(fn: Callable) -> Callable:
+        for option in reversed(options):
+            parameter, kind, text = SAMPLE_OPTIONS[option]
+            fn = click.option(option, type=kind, default=default_of(run, parameter), show_default=True,
+                              help=helps.get(parameter, text))(fn)
+        return fn
+    return decorate
+
+
 def int_list(text: str, what: str, *, low: int = 0) -> list[int]:
     """``"1,2,4"`` -> [1, 2, 4]; WorkbenchError naming ``what`` otherwise.
 

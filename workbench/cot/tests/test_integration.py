@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from workbench.cli import main
+from workbench.testing import in_process_cli
 from workbench.cot.model import CotConfig, CotModel, save_cot
 from workbench.model.checkpoint import load_model
 from workbench.solving import Solution, solve
@@ -19,21 +20,8 @@ PROBLEM = "a = 3\nb = a + a\nc = b\n"
 @pytest.fixture
 def workbench(monkeypatch, capsys):
     """``workbench(*args, stdin=None) -> (exit code, stdout, stderr)``: the CLI's ``main`` in this process."""
-    import io
-    import sys
-
     monkeypatch.setenv("WORKBENCH_DEVICE", "cpu")
-
-    def call(*args, stdin=None):
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main([str(a) for a in args])
-        out = capsys.readouterr()
-        return exit_info.value.code or 0, out.out, out.err
-
-    return call
+    return in_process_cli(main, monkeypatch, capsys)
 
 
 @pytest.fixture(scope="module")
