@@ -28,6 +28,9 @@ from workbench.task.vocab import F_OPERATION, F_SYNTAX, F_VALUE, F_VARIABLE, FAC
 
 TRANSITIONS = ("empty->empty", "empty->right", "empty->wrong", "right->right", "right->wrong", "wrong->right",
                "wrong->same", "wrong->other", "value->empty")
+#: the transitions the summary counts, and their labels there
+TRANSITION_LABELS = {"wrong->right": "corrections (wrong->right)", "right->wrong": "new errors (right->wrong)",
+                     "empty->right": "empty->right", "empty->wrong": "empty->wrong"}
 INVALID = ("syntax changed", "name changed", "operation changed", "spare value code", "value at operand", "value off variables", "rhs set to N/A",
            "constant altered")
 
@@ -123,8 +126,7 @@ def run(model, *, n_nodes: int = 32, count: int = 128, depth_cap: int | None = N
         unused_value_codes=len(unused[F_VALUE]),
         spare_value_share=float(hist[F_VALUE][:, p:hm.vocab.n_values].sum(1).max()),
         value_entropy=float(entropy[F_VALUE][-1]),
-        corrections=float(trans["wrong->right"].sum()), new_errors=float(trans["right->wrong"].sum()),
-        empty_to_right=float(trans["empty->right"].sum()), empty_to_wrong=float(trans["empty->wrong"].sum()),
+        transitions={label: float(trans[kind].sum()) for kind, label in TRANSITION_LABELS.items()},
         max_invalid_rate=float(max(np.nanmax(v) if np.isfinite(v).any() else 0 for v in invalid.values())))
     return results, summary
 

@@ -223,8 +223,8 @@ def run(model, *, n_nodes: int = 16, count: int = 64, depth_cap: int | None = 6,
         rel_change={l: float(np.nanmean(contrib["mlp"][:, l])) for l in layers},
         ablation_drop={l: float(np.nanmean(clean["frontier"] - abl["mean"]["frontier"][:, l])) for l in layers},
         clean_frontier_acc=float(np.nanmean(clean["frontier"])), sweep_accuracy=float(four["accuracy"]),
-        pre_bias_share=float(f["pre"]["bias"]), post_diagonal_share=float(f["post"]["diagonal"]),
-        out_diagonal_share=float(f["out"]["diagonal"]), logits_diagonal_share=float(f["logits"]["diagonal"]),
+        pre_bias_share=float(f["pre"]["bias"]),
+        diagonal_share={stage: float(f[stage]["diagonal"]) for stage in ("post", "out", "logits")},
         logits_axis_share=tuple(float(v) for v in four["axis_by_operand"]["logits"]))
     return results, summary
 

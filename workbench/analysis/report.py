@@ -127,18 +127,19 @@ def _reading_mlp(r: dict) -> str:
     return (f"Relative residual change by MLP: {rel}. Mean-ablating an MLP drops the frontier accuracy (clean "
             f"{_f(s.clean_frontier_acc)}) by {drop}. Over Z_p^3 the template result is right {_pct(s.sweep_accuracy)} "
             f"of the time; the pre-activation's bias share is {_f(s.pre_bias_share)}, the diagonal share of the "
-            f"post-activation {_f(s.post_diagonal_share, 4)}, of the output {_f(s.out_diagonal_share, 4)}, of the "
-            f"value logits {_f(s.logits_diagonal_share, 4)}; the logits' power on each operand's own axis "
+            f"post-activation {_f(s.diagonal_share['post'], 4)}, of the output {_f(s.diagonal_share['out'], 4)}, of the "
+            f"value logits {_f(s.diagonal_share['logits'], 4)}; the logits' power on each operand's own axis "
             f"(following that operand alone) is v0, v1, v2 = {s.shown('logits_axis_share')}.")
 
 
 def _reading_codebook(r: dict) -> str:
     s, res = summary_of(r), r["results"]
+    t = s.transitions
     worst = max(res["invalid"], key=lambda k: np.nanmax(np.array(res["invalid"][k], dtype=float)))
     return (f"{s.unused_value_codes} value codes are never written ({res['sizes'][3] - 2 - r['model']['modulus']} "
-            f"spare codes >= p exist). Per node over all steps: empty->right {_f(s.empty_to_right)}, "
-            f"empty->wrong {_f(s.empty_to_wrong)}, corrections {_f(s.corrections)}, "
-            f"new errors {_f(s.new_errors)}. The most frequent invalid combination is "
+            f"spare codes >= p exist). Per node over all steps: empty->right {_f(t['empty->right'])}, "
+            f"empty->wrong {_f(t['empty->wrong'])}, corrections {_f(t['corrections (wrong->right)'])}, "
+            f"new errors {_f(t['new errors (right->wrong)'])}. The most frequent invalid combination is "
             f"'{worst}' (max rate {_f(s.max_invalid_rate)}).")
 
 

@@ -32,9 +32,14 @@ def labelled(label: str | None, *, show: Callable | None = None, parse: Callable
     return field(default=None, metadata=meta) if optional else field(metadata=meta)
 
 
-def per_key(label: str, *, key: type = str, show: Callable | None = None, parse: Callable | None = None) -> Any:
-    """A summary field holding one value per key (per N, layer, task...), one label each: ``label.format(key)``."""
-    return field(default_factory=dict, metadata={"label": label, "show": show, "parse": parse, "key": key})
+def per_key(label: str, *, key: type = str, show: Callable | None = None, parse: Callable | None = None,
+            key_pattern: str | None = None) -> Any:
+    """A summary field holding one value per key (per N, layer, task...), one label each: ``label.format(key)``.
+
+    ``key_pattern``: the regex a key matches when a label is read back (default: an integer, or no spaces).
+    """
+    return field(default_factory=dict, metadata={"label": label, "show": show, "parse": parse, "key": key,
+                                                  "key_pattern": key_pattern})
 
 
 def joined(sep: str = ", ", empty: str = "", digits: int | None = None) -> tuple[Callable, Callable]:
@@ -112,7 +117,7 @@ class Summary:
             label, parse = f.metadata["label"], f.metadata["parse"]
             if label is None:
                 continue
-            pattern = _pattern(label, f.metadata.get("key"))
+            pattern = _pattern(label, f.metadata.get("key"), f.metadata.get("key_pattern"))
             for text, v in labels.items():
                 m = pattern.fullmatch(text)
                 if m is None:
@@ -131,13 +136,13 @@ class Summary:
             raise WorkbenchError(f"a {cls.analysis} summary lacks a number: {exc}") from None
 
 
-def _pattern(label: str, key: type | None) -> re.Pattern:
+def _pattern(label: str, key: type | None, key_pattern: str | None = None) -> re.Pattern:
     """The regex a label template matches: ``{}`` the key, ``{name}`` another field's value."""
     parts = re.split(r"(\{\w*\})", label)
     out = []
     for p in parts:
         if p == "{}":
-            out.append(r"(?P<key>-?\d+)" if key is int else r"(?P<key>\S+)")
+            out.append("(?P<key>" + (key_pattern or (r"-?\d+" if key is int else r"\S+")) + ")")
         elif re.fullmatch(r"\{\w+\}", p):
             out.append(rf"(?P<{p[1:-1]}>[^\s)]+)")
         else:
@@ -190,11 +195,11 @@ class LensSummary(Summary):
     """The lens in four numbers: the last point's accuracy, where values first become decodable."""
 
     analysis = "lens"
+    #: [point] value accuracy at the step that should compute a node (step = depth), mean over depths
+    acc_at_depth_by_point: tuple[float, ...] | None = labelled("value acc at step = depth, by point", optional=True)
     last_acc: float = labelled("value acc, last point, last step")
     first_point_agreement: float = labelled("value agreement with output at L0.pre (mean over steps)")
     never_decoded: float = labelled("never decoded")
-    #: [point] value accuracy at the step that should compute a node (step = depth), mean over depths
-    acc_at_depth_by_point: tuple[float, ...] | None = labelled("value acc at step = depth, by point", optional=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,9 +256,8 @@ class MlpSummary(Summary):
     clean_frontier_acc: float = labelled("clean frontier acc")
     sweep_accuracy: float = labelled("sweep accuracy (a+b+c)")
     pre_bias_share: float = labelled("pre: bias share")
-    post_diagonal_share: float = labelled("post: diagonal share")
-    out_diagonal_share: float = labelled("out: diagonal share")
-    logits_diagonal_share: float = labelled("logits: diagonal share")
+    #: {stage (post, out, logits): the share of power at the diagonal frequencies (a, a, a)}
+    diagonal_share: dict[str, float] = per_key("{}: diagonal share")
     #: (v0, v1, v2): the value logits' power on each operand's own axis
     logits_axis_share: tuple[float, ...] = labelled("logits: axis share per operand (v0, v1, v2)", show=_SHOW_SHARES,
                                                     parse=_PARSE_SHARES)
@@ -267,10 +271,9 @@ class CodebookSummary(Summary):
     unused_value_codes: int = labelled("value codes unused")
     spare_value_share: float = labelled("spare value codes (>= p), max share of positions")
     value_entropy: float = labelled("value entropy, last step (bits)")
-    corrections: float = labelled("corrections (wrong->right), all steps")
-    new_errors: float = labelled("new errors (right->wrong), all steps")
-    empty_to_right: float = labelled("empty->right, all steps")
-    empty_to_wrong: float = labelled("empty->wrong, all steps")
+    #: {kind: value changes per node over all steps}: "corrections (wrong->right)", "new errors (right->wrong)",
+    #: "empty->right", "empty->wrong"
+    transitions: dict[str, float] = per_key("{}, all steps", key_pattern=r"[^,]+")
     max_invalid_rate: float = labelled("max invalid rate")
 
 
