@@ -88,6 +88,11 @@ def tour(page, url: str, *, nodes: int = 64, seed: int = 0, shoot: Callable[[str
     expect(page.locator("#attention-node .gtitle")).to_contain_text("reads")
     check("attention")
     shoot("attention")
+    chain = page.locator("#attention-chain")  # the selected node's circuit, further down the page
+    expect(chain.locator(".gtitle")).to_contain_text("The circuit of")
+    page.locator("#attention-node").evaluate("e => e.scrollIntoView({block: 'start'})")
+    shoot("attention-chain")
+    page.evaluate("window.scrollTo(0, 0)")
 
     page.locator("#nav-codebook").click()
     expect(page.locator("#codebook-usage .gtitle")).to_contain_text("codes in use")

@@ -196,6 +196,8 @@ def node_attention_figure(rows: np.ndarray, run: RunView, *, node: int, state: i
     return fig
 
 
+#: a chain spanning at most this many tokens labels every one; a longer one only the tokens its arcs join
+CHAIN_ALL_LABELS = 40
 #: the three links of the circuit chain: (name, colour, dash, arcs above (+1) or below (-1) the tokens)
 CHAIN_LINKS = (("lookup", "#1f77b4", "solid", 1), ("gather", "#ff7f0e", "solid", 1), ("induction", "#d62728", "dash", -1))
 
@@ -238,8 +240,16 @@ def circuit_chain_figure(run: RunView, *, node: int, state: int, result_rows: np
     result = int(run.rhs_pos[node])
     lo = max(0, min([a["src"] for a in links] + [result]) - 2)
     hi = min(len(labels), result + 2)
-    fig = go.Figure(go.Scatter(x=list(range(lo, hi)), y=[0] * (hi - lo), mode="text", text=labels[lo:hi],
+    # every token's label when they fit; on a long span only the arcs' ends are named, the rest are dots
+    ends = {a["src"] for a in links} | {a["dst"] for a in links}
+    shown = [p for p in range(lo, hi) if hi - lo <= CHAIN_ALL_LABELS or p in ends]
+    fig = go.Figure(go.Scatter(x=shown, y=[0] * len(shown), mode="text", text=[labels[p] for p in shown],
                                textfont={"size": 10}, hoverinfo="skip", showlegend=False))
+    if len(shown) < hi - lo:
+        rest = [p for p in range(lo, hi) if p not in ends]
+        fig.add_trace(go.Scatter(x=rest, y=[0] * len(rest), mode="markers", marker={"size": 2, "color": "#bbb"},
+                                 customdata=[labels[p] for p in rest], hovertemplate="pos %{x}: %{customdata}<extra></extra>",
+                                 showlegend=False))
     span = max(hi - lo, 1)
     for kind, color, dash, side in CHAIN_LINKS:
         arcs = [a for a in links if a["kind"] == kind]
