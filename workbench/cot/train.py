@@ -119,11 +119,6 @@ def trace_loss(model: CotModel, traces, device: torch.device) -> tuple[torch.Ten
     return loss, metrics, int(mask.sum())
 
 
-def learning_rate(cfg: CotTrainConfig, step: int) -> float:
-    base = cfg.phase_at(step).lr or cfg.lr
-    return base * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-
-
 class CotRun:
     """A run's mutable state (model, optimizer, progress, data RNG), saved and resumed atomically."""
 
@@ -262,7 +257,7 @@ def train(cfg: CotTrainConfig, *, resume: bool = False, progress: bool = True, d
         phase = cfg.phase_at(run.step)
         model.train()
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, run.step)
+            group["lr"] = cfg.lr_at(run.step)
         traces = sample_batch(phase, cfg.task, cfg.batch_graphs, run.rng)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):  # bf16 matmuls on a GPU
             loss, metrics, n_tokens = trace_loss(model, traces, device)
@@ -281,7 +276,7 @@ def train(cfg: CotTrainConfig, *, resume: bool = False, progress: bool = True, d
             mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
             bar.set_postfix({k: f"{v:.3f}" for k, v in mean.items() if k in ("loss", "token_acc", "value_acc")})
             log({"event": "train", "step": run.step, "phase": phase.name, "tokens": run.tokens,
-                 "wall_time_s": round(run.wall_time, 1), "lr": learning_rate(cfg, run.step - 1), **mean})
+                 "wall_time_s": round(run.wall_time, 1), "lr": cfg.lr_at(run.step - 1), **mean})
             window = []
         if run.step % cfg.eval_every == 0 or last:
             t0 = time.perf_counter()

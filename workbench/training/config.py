@@ -102,6 +102,11 @@ class PhasedRun:
         if not self.phases:
             raise WorkbenchError("training config needs at least one [[phases]] entry")
 
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step``: linear warm-up to the phase's rate (or the run's), then constant."""
+        base = self.phase_at(step).lr or self.lr
+        return base * min(1.0, (step + 1) / max(1, self.warmup_steps))
+
     def check_counts(self) -> None:
         """Every setting in ``COUNTS`` is at least 1 (a zero would divide, or never log or save)."""
         bad = [name for name in self.COUNTS if getattr(self, name) < 1]

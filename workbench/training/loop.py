@@ -38,12 +38,6 @@ def set_lookup_temperature(model: LoopedModel, temperature: float) -> None:
         block.attn.train_temperature = temperature if i == 0 else 1.0
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up to the phase's rate, then constant."""
-    base = cfg.phase_at(step).lr or cfg.lr
-    return base * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-
-
 @dataclass(frozen=True)
 class Distributed:
     """Where this process sits in a ``torchrun`` job (rank 0 of 1 when run plainly)."""
@@ -146,7 +140,7 @@ def train_step(session: Session, objective) -> tuple[dict[str, float], int]:
     model.train()
     set_lookup_temperature(model, phase.lookup_temperature)
     for group in run.opt.param_groups:
-        group["lr"] = learning_rate(cfg, run.step)
+        group["lr"] = cfg.lr_at(run.step)
     tb = sample_phase(phase, cfg.task, cfg.batch_graphs * session.dist.world, run.rng)
     step = objective.loss(session.net, model, tb, phase, cfg, run.rng, session.device, session.shard)
     run.opt.zero_grad(set_to_none=True)
@@ -162,7 +156,7 @@ def log_window(session: Session, window: list[dict[str, float]], bar: tqdm) -> N
     mean = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
     bar.set_postfix({k: f"{v:.3f}" for k, v in mean.items() if k in BAR_METRICS})
     session.log({"event": "train", "step": run.step, "phase": cfg.phase_at(run.step - 1).name, "tokens": run.tokens,
-                 "wall_time_s": round(run.wall_time, 1), "lr": learning_rate(cfg, run.step - 1), **mean})
+                 "wall_time_s": round(run.wall_time, 1), "lr": cfg.lr_at(run.step - 1), **mean})
 
 
 def evaluate(session: Session, evaluate_fn: EvaluateFn, bar: tqdm) -> None:
