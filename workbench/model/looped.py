@@ -93,7 +93,7 @@ class ContinuousLatent:
     freezes = True
 
     def carry(self, hidden: Tensor, previous: Tensor | None, frozen: Bool[Tensor, "rows"]) -> Tensor:
-        if previous is None:
+        if previous is None or not bool(frozen.any()):  # nothing frozen (always so when finished graphs are dropped)
             return hidden
         return torch.where(frozen[:, None, None], previous[:, :hidden.shape[1]], hidden)
 
