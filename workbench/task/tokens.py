@@ -59,6 +59,12 @@ class TokenBatch:
     def is_rhs(self) -> np.ndarray:  # [batch, pos]
         return self.depth >= 0
 
+    @property
+    def fan_in(self) -> np.ndarray:  # [batch, pos]
+        """Parents of the node defined at each RHS position (0 for leaves), -1 at every other position."""
+        fan = self.graphs.fan_in[np.arange(self.batch)[:, None], np.maximum(self.node, 0)]
+        return np.where(self.is_rhs, fan, -1)
+
     def state(self, step: int | np.ndarray) -> np.ndarray:
         """Teacher state after ``step`` (0-based): every node of depth <= step holds its value.
 

@@ -161,8 +161,7 @@ def teacher_forced_batch(tb: TokenBatch, *, steps_per_graph: int, cfg: ModelConf
         targets = sub.state(step)
         valid &= ~tainted_frontier(sub, hit, step)
     frontier = sub.depth == step[:, None]
-    fan = sub.graphs.fan_in[np.arange(sub.batch)[:, None], np.maximum(sub.node, 0)]
-    fan_in = np.where(sub.is_rhs, fan, -1)
+    fan_in = sub.fan_in
     operand_value = operand_values(sub, inputs)
     as_t = lambda a, dtype=torch.long: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)  # noqa: E731
     return StepBatch(as_t(inputs), as_t(targets), as_t(valid, torch.bool), as_t(frontier, torch.bool),

@@ -57,6 +57,25 @@ def frontier_metrics(logits: list[Tensor], batch: StepBatch) -> dict[str, float]
     return out
 
 
+def final_value_metrics(logits: list[Tensor], target: Int[Tensor, "row pos factor"], rhs: Bool[Tensor, "row pos"],
+                        fan: Int[Tensor, "row pos"]) -> dict[str, float]:
+    """Value accuracy of the last step at defining positions, overall, of leaves and by fan-in (``fan1_acc``...).
+
+    The unrolled models have no frontier of their own; reporting their accuracy by the node's number of
+    parents as the teacher-forced metrics do is what shows where a baseline is stuck (a model that has
+    not formed the name lookup gets leaves right and one-parent copies at chance).
+    """
+    right = logits[F_VALUE].argmax(-1) == target[..., F_VALUE]
+    out = {"token_acc": float(right[rhs].float().mean()), "frontier_acc": float(right[rhs].float().mean())}
+    if (leaves := rhs & (fan == 0)).any():
+        out["leaf_acc"] = float(right[leaves].float().mean())
+    for k in (1, 2, 3):
+        sel = rhs & (fan == k)
+        if sel.any():
+            out[f"fan{k}_acc"] = float(right[sel].float().mean())
+    return out
+
+
 class CaptureTap(Tap):
     """Keeps the activation of one hook site at every step (a training-time tap; no hook machinery)."""
 
@@ -192,8 +211,7 @@ def unrolled_loss(net: nn.Module, model: LoopedModel, tb: TokenBatch, cfg: Train
         total = factor_loss(per_step[-1], final_target, valid, rhs, cfg.value_weight)
     else:
         total = sum(factor_loss(lg, as_t(tb.state(t)), valid, rhs, cfg.value_weight) for t, lg in enumerate(per_step)) / n_steps
-    right = (per_step[-1][F_VALUE].argmax(-1) == final_target[..., F_VALUE])[rhs]
-    metrics = {"token_acc": float(right.float().mean()), "frontier_acc": float(right.float().mean())}
+    metrics = final_value_metrics(per_step[-1], final_target, rhs, as_t(tb.fan_in))
     if operand_lookup > 0:
         if stepwise:
             lookup = sum(operand_lookup_loss(model, resid, as_t(operand_values(tb, tb.state(t - 1))))

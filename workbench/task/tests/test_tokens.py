@@ -86,6 +86,11 @@ def test_hand_worked_annotations(hand):
     assert hand.node[1].tolist() == [{2: 0, 6: 1, 8: 1, 10: 2, 12: 0, 14: 2, 16: 3}.get(i, -1) for i in range(25)]
 
 
+def test_hand_worked_fan_in_marks_each_rhs_with_its_parent_count(hand):
+    assert hand.fan_in[0].tolist() == [{2: 0, 6: 0, 10: 0, 16: 2, 24: 3}.get(i, -1) for i in range(25)]
+    assert hand.fan_in[1].tolist() == [{2: 0, 6: 0, 10: 1, 16: 2}.get(i, -1) for i in range(25)]
+
+
 def test_hand_worked_teacher_states(hand):
     assert _text(hand.state(-1)[0]) == _text(hand.tokens[0])
     rhs = [hand.state(t)[0, [2, 6, 10, 16, 24], V.F_VALUE].tolist() for t in range(3)]
