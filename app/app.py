@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import dash
-from dash import Dash, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ClientsideFunction, Dash, Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from app import ids
-from app.common import as_int, error_box, log, safe
+from app.common import error_box, log, safe
 from workbench.errors import WorkbenchError
 
 HERE = Path(__file__).resolve().parent
@@ -58,9 +58,13 @@ def malformed_request(exc: Exception):
     return {"error": f"malformed request ({type(exc).__name__}); reload the page"}, 400
 
 
-#: Play's frame interval: 4 states a second, which every page's step change (<= 150 ms p95 at N = 128,
-#: BENCHMARKS.md) keeps up with
-PLAY_INTERVAL_MS = 250
+#: Play's shortest frame: a state stays on screen at least this long (5 states a second at most, so that the
+#: target of 4 holds with the poll's jitter); a page that takes longer to draw a state plays slower, never
+#: skipping one (app/assets/play.js)
+PLAY_FRAME_MS = 200
+#: how often Play asks whether the page has drawn the state on screen (a fraction of a frame, so a frame
+#: that is drawn in time is not held back by the poll)
+PLAY_POLL_MS = 40
 
 
 def root_layout(initial: dict) -> html.Div:
@@ -81,7 +85,8 @@ def root_layout(initial: dict) -> html.Div:
                 html.Div(dcc.Slider(id=ids.STEP, min=0, max=1, step=1, value=0, updatemode="mouseup",
                                     allow_direct_input=False), className="slider"),
             ], className="step-controls"),
-            dcc.Interval(id=ids.TICK, interval=PLAY_INTERVAL_MS, disabled=True),
+            dcc.Interval(id=ids.TICK, interval=PLAY_POLL_MS, disabled=True),
+            dcc.Store(id=ids.PLAY_FRAME, data=PLAY_FRAME_MS),
         ]),
         html.Main(dash.page_container, className="content"),
     ])
@@ -117,31 +122,17 @@ def run_info(run, sentence: str) -> list:
             html.Span(f" · {sentence}", className="hint steps-definition")]
 
 
-@callback(Output(ids.STEP, "value", allow_duplicate=True), Output(ids.TICK, "disabled", allow_duplicate=True),
-          Output(ids.PLAY, "children", allow_duplicate=True),
-          Input(ids.STEP_PREV, "n_clicks"), Input(ids.STEP_NEXT, "n_clicks"), Input(ids.TICK, "n_intervals"),
-          State(ids.STEP, "value"), State(ids.STEP, "max"), prevent_initial_call=True)
-@safe(lambda msg: (no_update, no_update, no_update))
-def move(_prev, _next, _tick, value, top):
-    """One state back or forward (buttons), or the next frame while playing (stops at the end)."""
-    value, top = as_int(value, "the state") or 0, as_int(top, "the last state") or 0
-    if ctx.triggered_id == ids.STEP_PREV:
-        return max(0, value - 1), no_update, no_update
-    new = min(top, value + 1)
-    if ctx.triggered_id == ids.TICK and new >= top:
-        return new, True, "Play"
-    return new, no_update, no_update
-
-
-@callback(Output(ids.TICK, "disabled"), Output(ids.PLAY, "children"), Output(ids.STEP, "value", allow_duplicate=True),
-          Input(ids.PLAY, "n_clicks"), State(ids.TICK, "disabled"), State(ids.STEP, "value"), State(ids.STEP, "max"),
-          prevent_initial_call=True)
-@safe(lambda msg: (True, "Play", no_update))
-def play(_clicks, paused, value, top):
-    """Play from the current state (from the input when at the end), or pause."""
-    if not paused:
-        return True, "Play", no_update
-    return False, "Pause", (0 if (as_int(value, "the state") or 0) >= (as_int(top, "the last state") or 0) else no_update)
+# The step buttons and Play run in the browser (app/assets/play.js): moving the slider needs no server
+# round trip, and Play paces itself by the page having drawn the last state.
+clientside_callback(ClientsideFunction("step_bar", "move"),
+                    Output(ids.STEP, "value", allow_duplicate=True), Output(ids.TICK, "disabled", allow_duplicate=True),
+                    Output(ids.PLAY, "children", allow_duplicate=True),
+                    Input(ids.STEP_PREV, "n_clicks"), Input(ids.STEP_NEXT, "n_clicks"), Input(ids.TICK, "n_intervals"),
+                    State(ids.STEP, "value"), State(ids.STEP, "max"), State(ids.PLAY_FRAME, "data"), prevent_initial_call=True)
+clientside_callback(ClientsideFunction("step_bar", "toggle"),
+                    Output(ids.TICK, "disabled"), Output(ids.PLAY, "children"), Output(ids.STEP, "value", allow_duplicate=True),
+                    Input(ids.PLAY, "n_clicks"), State(ids.TICK, "disabled"), State(ids.STEP, "value"), State(ids.STEP, "max"),
+                    prevent_initial_call=True)
 
 
 @callback(Output(ids.STEP_BAR, "style"), Input(ids.URL, "pathname"))

@@ -10,6 +10,7 @@ NODE = "node"  # dcc.Store (session): the selected node's index (model order), o
 STEP = "step"  # dcc.Slider: the state on screen (0 = input, t + 1 = after step t)
 STEP_BAR = "step-bar"
 STEP_PREV, STEP_NEXT, PLAY, TICK = "step-prev", "step-next", "play", "tick"
+PLAY_FRAME = "play-frame"  # dcc.Store: Play's shortest frame in ms (app.app.PLAY_FRAME_MS)
 RUN_INFO = "run-info"
 
 

@@ -5,8 +5,8 @@
 Serves the app on the shipped models (127.0.0.1, a free port) and, as a person would: generates a new
 problem of N nodes on the Problem page and times the click until its graph is drawn (the first view,
 cold: nobody asked for that problem before), for ``--problems`` seeds; then presses Play and counts the
-states drawn per second from the graph's title. Times are from the browser's side (the page's own
-clock), median and max. Nothing here is asserted: the numbers go to BENCHMARKS.md by hand.
+states drawn per second from the graph's title (a MutationObserver in the page records each with the
+page's clock). Times are from the browser's side (the page's own clock), median and max. Nothing here is asserted: the numbers go to BENCHMARKS.md by hand.
 """
 
 from __future__ import annotations
@@ -19,6 +19,20 @@ import threading
 import time
 
 
+#: every state the graph's title shows, with the page's clock (ms), in order: a MutationObserver sees each
+#: drawing however briefly it stays, so a skipped state is one Play never drew (polling could miss one)
+RECORD_JS = """() => {
+  window.drawnAt = [];
+  const record = () => {
+    const title = document.querySelector('#problem-dag .gtitle');
+    const found = title && /State (\\d+) of/.exec(title.textContent);
+    const last = window.drawnAt[window.drawnAt.length - 1];
+    if (found && (!last || last[0] !== Number(found[1]))) window.drawnAt.push([Number(found[1]), performance.now()]);
+  };
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
@@ -26,7 +40,7 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=3, help="new problems timed (seeds 1..N)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--hide", default=None, help="CSS selector hidden while playing (to find what the browser spends its time on)")
-    parser.add_argument("--play-interval", type=int, default=None, help="Play's frame interval in ms (default: the app's)")
+    parser.add_argument("--play-frame", type=int, default=None, help="Play's shortest frame in ms (default: the app's)")
     args = parser.parse_args()
 
     import torch
@@ -36,8 +50,8 @@ def main() -> None:
     import app.app as app_module
     from app.screenshots import ARGS, CHROMIUM, VIEWPORT
 
-    if args.play_interval:
-        app_module.PLAY_INTERVAL_MS = args.play_interval
+    if args.play_frame:
+        app_module.PLAY_FRAME_MS = args.play_frame
     create_app = app_module.create_app
 
     torch.set_num_threads(args.threads)
@@ -72,21 +86,18 @@ def main() -> None:
             page.wait_for_timeout(50)
         if args.hide:
             page.add_style_tag(content=f"{args.hide} {{display: none !important}}")
-        seen, start = {}, time.perf_counter()
+        page.evaluate(RECORD_JS)
         page.locator("#play").click()
-        while time.perf_counter() - start < 60:
-            m = re.search(r"State (\d+) of", title.text_content() or "")
-            if m and int(m.group(1)) not in seen:
-                seen[int(m.group(1))] = time.perf_counter() - start
-            if last in seen:
-                break
-            page.wait_for_timeout(20)
+        page.wait_for_function("last => window.drawnAt && window.drawnAt.some(([t]) => t === last)", arg=last, timeout=60_000)
+        seen = {}
+        for state, at_ms in page.evaluate("window.drawnAt"):
+            seen.setdefault(state, at_ms / 1000)
         browser.close()
     server.shutdown()
     drawn = sorted(seen)
     span = seen[drawn[-1]] - seen[drawn[0]] if len(drawn) > 1 else float("nan")
     rate = (len(drawn) - 1) / span if span and span == span else float("nan")
-    print(f"N={args.nodes}, model {args.model}, {args.threads} torch thread(s), Play every {app_module.PLAY_INTERVAL_MS} ms, load average "
+    print(f"N={args.nodes}, model {args.model}, {args.threads} torch thread(s), Play frames >= {app_module.PLAY_FRAME_MS} ms, load average "
           f"{os.getloadavg()[0]:.1f}; first page (model load + the default problem) {warm_model:.2f} s")
     print(f"first view of a new problem (click -> graph and tokens drawn), {len(first_views)} problems: "
           f"median {statistics.median(first_views):.2f} s, max {max(first_views):.2f} s")

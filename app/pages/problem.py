@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import dash
 import numpy as np
-from dash import Input, Output, Patch, State, callback, ctx, dcc, html, no_update
+from dash import ClientsideFunction, Input, Output, Patch, State, callback, clientside_callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from app import ids
@@ -50,6 +52,8 @@ def layout(**_):
                 html.Div(id=ID("node"), className="node-detail"),
                 dcc.Graph(id=ID("dag"), config=GRAPH_CONFIG),
                 dcc.Store(id=ID("drawn")),  # the run whose graph the figure holds, so a state change can patch it
+                dcc.Store(id=ID("step")),  # the state for the server to draw (Play draws from the frames instead)
+                dcc.Store(id=ID("frames")),  # every state's colours, title and tokens of the drawn run, for Play
                 html.Div("Nodes are coloured by the value the model holds in this state: green right, red wrong, "
                          "grey not written yet. Click a node to follow it here and on the Attention page: it is ringed "
                          "in red, its inputs in orange, the nodes that read it in purple. On large graphs labels thin "
@@ -59,7 +63,8 @@ def layout(**_):
         html.H3("The latent state, token by token"),
         html.Div("One line per equation, in the order the model reads them; a node's value stands at its defining "
                  "position (after '='). Underlined: changed by the step that wrote this state.", className="hint"),
-        html.Div(id=ID("tokens"), className="tokens"),
+        # one component holding the whole sequence as HTML (``token_html``), not one Dash component per token
+        dcc.Markdown(id=ID("tokens"), className="tokens", dangerously_allow_html=True),
     ])
 
 
@@ -103,8 +108,9 @@ def submit(run_clicks, generate_clicks, preset, text, model, size, seed):
     return key.to_json(), note(f"{done} {run.n_steps} steps on {run.model}.{left}")
 
 
-def token_lines(run, state: int) -> list:
-    """One ``html.Div`` per equation: its tokens in ``state``, values coloured by status, changes underlined."""
+def token_classes(run, state: int) -> tuple[list[str], list[str]]:
+    """[pos] each token's label in ``state`` and its CSS classes: values coloured by status, changes underlined,
+    a rewritten structure factor outlined."""
     t = run.clamp(state)
     labels = run.token_labels(t)
     now, before, first = run.states[t], run.states[max(t - 1, 0)], run.states[0]
@@ -113,9 +119,25 @@ def token_lines(run, state: int) -> list:
     status = run.status(t)
     kind = np.full(run.length, "", dtype=object)
     kind[run.rhs_pos] = np.array([" notyet", " right", " wrong"], dtype=object)[status]
-    cls = ["tok" + kind[p] + (" changed" if changed[p] else "") + (" odd" if odd[p] else "") for p in range(run.length)]
-    return [html.Div([html.Span(labels[p], className=cls[p]) for p in range(a, b)], className="eq")
-            for a, b in run.equation_spans()]
+    return labels, ["tok" + kind[p] + (" changed" if changed[p] else "") + (" odd" if odd[p] else "") for p in range(run.length)]
+
+
+def token_frame(run, state: int) -> tuple[list[str], list[str]]:
+    """[pos] each token's label, HTML-escaped (a problem's names are the user's text), and its CSS classes."""
+    labels, classes = token_classes(run, state)
+    return [escape(label) for label in labels], classes
+
+
+def token_html(run, state: int) -> str:
+    """The token sequence of ``state`` as one HTML block: a ``div.eq`` per equation, a ``span.tok`` per token.
+
+    One Markdown component instead of one Dash component per token: at N = 128 (~800 tokens) the Dash
+    renderer's bookkeeping of those components took most of a Play frame in the browser (BENCHMARKS.md,
+    App). ``tokenHtml`` in app/assets/problem.js builds the same block from ``play_frames`` while playing.
+    """
+    labels, classes = token_frame(run, state)
+    lines = ("".join(f'<span class="{classes[p]}">{labels[p]}</span>' for p in range(a, b)) for a, b in run.equation_spans())
+    return "".join(f'<div class="eq">{line}</div>' for line in lines)
 
 
 @callback(Output(ID("arithmetic"), "children"), Input(ID("model"), "value"))
@@ -139,32 +161,109 @@ def is_error(children) -> bool:
     return isinstance(props, dict) and "error" in str(props.get("className", ""))
 
 
+def selected_node(node, run) -> int | None:
+    """The session's selected node when it is one of this run's nodes (a stale session may hold anything)."""
+    return node if isinstance(node, int) and not isinstance(node, bool) and 0 <= node < run.n_nodes else None
+
+
+def node_labels(run, state: int, selected: int | None, *, playing: bool) -> list[str]:
+    """[node] the graph's labels: ``name=value`` where the figure has room for one; names alone while playing.
+
+    Play repaints the markers in the browser and leaves the labels as they are (a new label text makes plotly
+    recompute and redraw the whole graph: most of a Play frame at N = 128), so a value in a label would go
+    stale; the values come back when Play stops (``relabel``).
+    """
+    from workbench.plots.run import dag_state, label_mask
+
+    if not playing:
+        return dag_state(run, state, label_mask(run, selected))["text"]
+    return [name if shown else "" for name, shown in zip(run.names, label_mask(run, selected).tolist())]
+
+
+def state_patch(run, state: int, selected: int | None) -> Patch:
+    """What a state change sends to a graph already drawn: node colours, labels, hover texts and the title."""
+    from workbench.plots.run import NODE_TRACE, dag_state
+
+    fig, now = Patch(), dag_state(run, state)
+    fig["data"][NODE_TRACE]["marker"]["color"] = now["color"]
+    fig["data"][NODE_TRACE]["hovertext"] = now["hover"]
+    fig["data"][NODE_TRACE]["text"] = node_labels(run, state, selected, playing=False)
+    fig["layout"]["title"]["text"] = now["title"]
+    return fig
+
+
 @callback(Output(ID("dag"), "figure"), Output(ID("tokens"), "children"), Output(ID("drawn"), "data"),
-          Input(ids.STEP, "value"), Input(ids.RUN, "data"), Input(ID("init"), "data"), Input(ids.NODE, "data"),
+          Input(ID("step"), "data"), Input(ids.RUN, "data"), Input(ID("init"), "data"), Input(ids.NODE, "data"),
           Input(ID("message"), "children"), State(ID("drawn"), "data"))
-@safe(lambda msg: (blank(msg, 320), error_box(msg), None))
+@safe(lambda msg: (blank(msg, 320), [], None))  # the figure says what went wrong
 def show_state(state, data, _init, node, message, drawn):
     """The scrubbing callback: a new problem (or a selected node) draws the graph; a new state only patches
-    colours and labels. While the form shows an error, the graph of the previous problem is not shown."""
+    it (``state_patch``). While the form shows an error, the graph of the previous problem is not shown.
+    ``state`` is the slider's value as ``route_step`` passes it on: not while Play draws from the frames."""
     from app.state import RunKey, get_run
-    from workbench.plots.run import NODE_TRACE, dag_figure, dag_state, label_mask
+    from workbench.plots.run import dag_figure
 
     if is_error(message):
         return blank("not run: fix the problem (see the message on the left)", 320), [], None
     key = RunKey.from_json(data)
     run = get_run(key)
     t = run.clamp(state)
-    selected = node if isinstance(node, int) and not isinstance(node, bool) and 0 <= node < run.n_nodes else None
-    if drawn == key.digest and ctx.triggered_id == ids.STEP:  # the figure shows this graph already: send what changed
-        fig = Patch()
-        now = dag_state(run, t, label_mask(run, selected))
-        fig["data"][NODE_TRACE]["marker"]["color"] = now["color"]
-        fig["data"][NODE_TRACE]["text"] = now["text"]
-        fig["data"][NODE_TRACE]["hovertext"] = now["hover"]
-        fig["layout"]["title"]["text"] = now["title"]
+    selected = selected_node(node, run)
+    if drawn == key.digest and ctx.triggered_id == ID("step"):  # the figure shows this graph already: send what changed
+        fig = state_patch(run, t, selected)
     else:
         fig = dag_figure(run, t, selected=selected)
-    return fig, token_lines(run, t), key.digest
+    return fig, token_html(run, t), key.digest if drawn != key.digest else no_update  # Play's frames follow a new run
+
+
+@callback(Output(ID("dag"), "figure", allow_duplicate=True), Input(ids.TICK, "disabled"), State(ids.STEP, "value"),
+          State(ids.RUN, "data"), State(ids.NODE, "data"), State(ID("drawn"), "data"), prevent_initial_call=True)
+@safe(lambda msg: no_update)
+def relabel(paused, state, data, node, drawn):
+    """Play started or stopped: the graph's labels become names alone while playing and ``name=value`` again
+    when it stops. The whole state is sent with them: Play restyles the drawn graph in the browser, so the
+    figure Dash holds is the state where Play started until this patch brings it up to date."""
+    from app.state import RunKey, get_run
+    from workbench.plots.run import NODE_TRACE
+
+    key = RunKey.from_json(data)
+    if drawn != key.digest:  # the graph on screen is not this run's (yet): show_state draws it whole
+        raise PreventUpdate
+    run = get_run(key)
+    t, selected = run.clamp(state), selected_node(node, run)
+    fig = state_patch(run, t, selected)
+    if paused is False:
+        fig["data"][NODE_TRACE]["text"] = node_labels(run, t, selected, playing=True)
+    return fig
+
+
+@callback(Output(ID("frames"), "data"), Input(ID("drawn"), "data"), State(ids.RUN, "data"))
+@safe(lambda msg: None)
+def play_frames(drawn, data):
+    """Every state of the drawn run at once (node colours, titles, token labels and classes), sent once a new
+    run's graph is drawn, so that Play draws each state in the browser without a server round trip."""
+    from app.state import RunKey, get_run
+    from workbench.plots.run import NODE_TRACE, dag_state
+
+    key = RunKey.from_json(data)
+    if drawn != key.digest:  # no graph on screen (an error), or another run's: Play goes through the server
+        return None
+    run = get_run(key)
+    states = [dag_state(run, t) for t in range(run.n_steps + 1)]
+    tokens = [token_frame(run, t) for t in range(run.n_steps + 1)]
+    classes = sorted({c for _, cls in tokens for c in cls})
+    index = {c: i for i, c in enumerate(classes)}
+    return {"digest": key.digest, "trace": NODE_TRACE, "colors": [s["color"] for s in states],
+            "titles": [s["title"] for s in states], "spans": run.equation_spans(), "classes": classes,
+            "labels": [labels for labels, _ in tokens], "codes": [[index[c] for c in cls] for _, cls in tokens]}
+
+
+# The slider's state goes to the server (show_state), or, while playing with the frames of the graph on screen,
+# is drawn in the browser (app/assets/problem.js)
+clientside_callback(ClientsideFunction("problem", "route_step"),
+                    Output(ID("step"), "data"), Output(ID("tokens"), "children", allow_duplicate=True),
+                    Input(ids.STEP, "value"), State(ids.TICK, "disabled"), State(ID("frames"), "data"),
+                    State(ID("drawn"), "data"), State(ID("dag"), "id"), prevent_initial_call="initial_duplicate")
 
 
 @callback(Output(ids.NODE, "data"), Input(ID("dag"), "clickData"), prevent_initial_call=True)

@@ -104,6 +104,45 @@ def test_scrubbing_and_playing_walk_through_the_states(page: Page, server_url):
     expect(page.locator("#play")).to_have_text("Play")  # stops at the end
 
 
+#: records, in order, every state the Problem page's graph title shows (a MutationObserver sees each change of the
+#: drawing, however briefly a state stays on screen, where polling the page could miss one; it watches the whole
+#: page, since React may replace the graph's element)
+RECORD_STATES_JS = """() => {
+  window.drawnStates = [];
+  const record = () => {
+    const title = document.querySelector('#problem-dag .gtitle');
+    const found = title && /State (\\d+) of/.exec(title.textContent);
+    const last = window.drawnStates[window.drawnStates.length - 1];
+    if (found && Number(found[1]) !== last) window.drawnStates.push(Number(found[1]));
+  };
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, characterData: true});
+  record();
+}"""
+
+
+def test_play_draws_every_state_in_order_and_puts_the_values_back_when_it_stops(page: Page, server_url):
+    """Play on a generated graph (drawn in the browser from the run's frames) shows each state once, in order,
+    none skipped; the labels show names while playing and ``name=value`` again at the end."""
+    open_app(page, server_url)
+    page.locator("#problem-size").fill("32")
+    page.locator("#problem-seed").fill("1")
+    page.locator("#problem-generate").click()
+    expect(page.locator("#run-info")).to_contain_text("32 nodes")
+    expect(page.locator("#problem-dag .scatterlayer .trace").nth(1).locator("path.point")).to_have_count(32)  # its graph
+    title = page.locator("#problem-dag .gtitle")
+    expect(title).to_contain_text(re.compile(r"State (\d+) of \1"))  # the new run, at its last state
+    last = int(re.search(r"of (\d+)", title.text_content()).group(1))
+    page.evaluate(RECORD_STATES_JS)
+    page.locator("#play").click()  # at the last state: plays from the input
+    page.wait_for_function("last => { const s = window.drawnStates; return s.indexOf(last, s.indexOf(0)) > 0; }",
+                           arg=last, timeout=30_000)  # played from the input back to the last state
+    expect(page.locator("#play")).to_have_text("Play")  # stopped at the end
+    states = page.evaluate("window.drawnStates")
+    assert states[states.index(0):] == list(range(last + 1)), states
+    expect(page.locator("#problem-dag .textpoint text", has_text="=").first).to_be_visible()
+    expect(page.locator("#problem-tokens .tok.notyet")).to_have_count(0)  # the last state's tokens: every value written
+
+
 def test_an_injected_error_is_reported_on_both_models(page: Page, server_url):
     open_app(page, server_url)
     run_problem(page, SMALL)

@@ -63,12 +63,12 @@ def test_generating_stores_a_small_key_and_rejects_big_sizes(client):
 def test_scrubbing_patches_the_drawn_graph_and_redraws_a_new_one(client):
     key = S.make_key("default", SMALL)
     outputs = [("problem-dag", "figure"), ("problem-tokens", "children"), ("problem-drawn", "data")]
-    inputs = lambda step: [("step", "value", step), ("run", "data", key.to_json()), ("problem-init", "data", True),  # noqa: E731
+    inputs = lambda step: [("problem-step", "data", step), ("run", "data", key.to_json()), ("problem-init", "data", True),  # noqa: E731
                            ("node", "data", None), ("problem-message", "children", None)]
     first = call(client, outputs, inputs(0), [("problem-drawn", "data", None)], ["run.data"])
     assert first["response"]["problem-drawn"]["data"] == key.digest
     assert first["response"]["problem-dag"]["figure"]["data"][1]["name"] == "nodes"
-    patched = call(client, outputs, inputs(2), [("problem-drawn", "data", key.digest)], ["step.value"])
+    patched = call(client, outputs, inputs(2), [("problem-drawn", "data", key.digest)], ["problem-step.data"])
     fig = patched["response"]["problem-dag"]["figure"]
     assert fig.get("__dash_patch_update") and "State 2 of" in json.dumps(fig)
 
@@ -226,7 +226,7 @@ def test_an_error_on_the_problem_page_hides_the_previous_graph(client):
     error = {"type": "Div", "namespace": "dash_html_components",
              "props": {"children": "line 2: unsupported operator", "className": "message error", "role": "alert"}}
     got = call(client, [("problem-dag", "figure"), ("problem-tokens", "children"), ("problem-drawn", "data")],
-               [("step", "value", 2), ("run", "data", key.to_json()), ("problem-init", "data", True), ("node", "data", None),
+               [("problem-step", "data", 2), ("run", "data", key.to_json()), ("problem-init", "data", True), ("node", "data", None),
                 ("problem-message", "children", error)], [("problem-drawn", "data", key.digest)],
                ["problem-message.children"])["response"]
     figure = got["problem-dag"]["figure"]
@@ -260,7 +260,7 @@ def test_a_selected_node_is_highlighted_with_its_parents_and_children(client):
     run = S.get_run(key)
     c = run.names.index("c")
     got = call(client, [("problem-dag", "figure"), ("problem-tokens", "children"), ("problem-drawn", "data")],
-               [("step", "value", 2), ("run", "data", key.to_json()), ("problem-init", "data", True), ("node", "data", c),
+               [("problem-step", "data", 2), ("run", "data", key.to_json()), ("problem-init", "data", True), ("node", "data", c),
                 ("problem-message", "children", None)], [("problem-drawn", "data", key.digest)], ["node.data"])["response"]
     names = [trace.get("name") for trace in got["problem-dag"]["figure"]["data"]]
     assert names == ["edges", "nodes", "selected", "parents", "children"]
