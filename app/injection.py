@@ -152,12 +152,30 @@ def _compute_injection(key: RunKey, hm, run: RunView, state: int, node: int, val
     from workbench.hooks.interventions import inject_corruption
 
     _, _, tb = app_state.token_batch(key, hm.task)
-    inj = inject_corruption(hm, tb, state, nodes=[[node]], values=value, seed=seed)
+    inj = inject_corruption(hm, tb, state, nodes=[[node]], values=value, seed=seed, clean=cached_clean(run, tb))
     n = run.n_nodes
     return InjectionView(key.model, state, node, run.names[node], list(run.names), int(inj.injected[0, node]), run.truth.copy(),
                          inj.clean.values[:, 0, :n].numpy(), inj.corrupted.values[:, 0, :n].numpy(), run.vocab,
                          clean_steps=run.n_steps, corrupted_steps=int(inj.corrupted.iterations[0]))
 
 
+def cached_clean(run: RunView, tb):
+    """The clean run ``inject_corruption`` would compute, rebuilt from the app's cached ``run`` (the slowest
+    part of an injection is running the model; the clean run is already here); None if ``run`` stopped at
+    its step cap, where the injection's larger cap might take the clean run further.
 
-__all__ = ["InjectionView", "injection", "INJECTIONS_KEPT"]
+    A fresh clean run also holds the output of the step that confirmed the fixed point, which ``RunView``
+    drops (one definition of steps), so that state is put back: the repeated fixed point.
+    """
+    import torch
+
+    from workbench.hooks.decoded import decode_states
+
+    if not run.converged:
+        return None
+    states = np.concatenate([run.states, run.states[-1:]]).astype(np.int64)  # [state, pos, factor]
+    return decode_states(torch.from_numpy(states)[:, None], tb, torch.tensor([run.iterations]),
+                         torch.tensor([run.converged]))
+
+
+__all__ = ["InjectionView", "injection", "cached_clean", "INJECTIONS_KEPT"]

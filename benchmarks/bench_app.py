@@ -9,6 +9,14 @@ callback, JSON encoding of the response), as the browser sends it when the slide
 
 Target: the Problem page's step change (graph colours and labels patched, token sequence re-rendered)
 p95 <= 150 ms.
+
+The injection cold path (issue #23: an injection compared with a second model <= 5 s cold) is the Error
+correction page's Inject callback on new problems, both models loaded, nothing of the problem computed:
+each model runs the problem, then injects. It is timed side by side in one process, alternating per
+problem, with the clean run taken from the cached run (the app) and recomputed beside the corrupted run
+(the code before that change, ``app.injection.cached_clean`` switched off):
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_app.py --injection-only --injection-problems 5
 """
 
 from __future__ import annotations
@@ -51,6 +59,50 @@ def stats(times: list[float], sizes: list[int]) -> dict:
             "max_ms": round(float(ms.max()), 1), "kb": round(float(np.mean(sizes)) / 1024, 1)}
 
 
+def inject_body(data: dict, state: int, node: int, other: str) -> dict:
+    """The Error correction page's Inject click: ``node`` overwritten in ``state`` (a random wrong value), and the
+    same on model ``other``."""
+    report = [("errors-report-a", "children"), ("errors-fig-a", "figure"), ("errors-report-b", "children"),
+              ("errors-fig-b", "figure"), ("errors-inject-message", "children")]
+    return payload(report, [("errors-inject", "n_clicks", 1)],
+                   [("run", "data", data), ("errors-state", "value", state), ("errors-node", "value", node),
+                    ("errors-value", "value", None), ("errors-other", "value", other)], ["errors-inject.n_clicks"])
+
+
+def injection_target(run) -> tuple[int, int]:
+    """``(state, node)``: the middle state, and the deepest node the run has written by then (a real repair case)."""
+    state = run.n_steps // 2
+    written = np.nonzero(run.values[state] != run.vocab.empty)[0]
+    return state, int(written[np.argmax(run.depth[written])]) if len(written) else 0
+
+
+def time_injections(client, model: str, other: str, seeds: list[int], nodes: int) -> dict:
+    """Cold Inject clicks per variant (clean run rerun / taken from the cache), alternating which goes first."""
+    from app import injection as I
+    from app import state as S
+    from app.cache import clear_all
+
+    use_cache = I.cached_clean
+    variants = {"clean run rerun (before)": lambda run, tb: None, "clean run from the cache": use_cache}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    sizes: dict[str, list[int]] = {name: [] for name in variants}
+    for i, seed in enumerate(seeds):
+        key = S.make_key(model, S.generate_problem(model, nodes, seed))
+        state, node = injection_target(S.get_run(key))
+        order = list(variants) if i % 2 == 0 else list(variants)[::-1]
+        for name in order:
+            clear_all()  # results only: both models stay loaded
+            I.cached_clean = variants[name]
+            try:
+                elapsed, size = timed(client, inject_body(key.to_json(), state, node, other))
+            finally:
+                I.cached_clean = use_cache
+            times[name].append(elapsed)
+            sizes[name].append(size)
+    return {name: {**stats(times[name], sizes[name]), "all_s": [round(t, 2) for t in times[name]],
+                   "median_s": round(float(np.median(times[name])), 2)} for name in variants}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
@@ -58,6 +110,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reps", type=int, default=60, help="timed step changes per callback")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--other", default="no-error-correction", help="the second model of the injection")
+    parser.add_argument("--injection-problems", type=int, default=3, help="new problems the cold injection is timed on")
+    parser.add_argument("--injection-only", action="store_true", help="skip the step-change callbacks")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -113,32 +168,48 @@ def main() -> None:
             [("step", "value", t), ("run", "data", data), ("attention-layer", "value", 0), ("attention-head", "value", 1)],
             changed=["step.value"]),
     }
-    for t in range(run.n_steps + 1):  # warm the per-step pattern cache (the first visit of a step computes it)
-        S.step_patterns(key, t)
     rows = {}
-    for name, body in cases.items():
-        timed(client, body(steps[0]))  # warm-up
-        times, sizes = zip(*(timed(client, body(t)) for t in steps))
-        rows[name] = stats(list(times), list(sizes))
-    S.clear_caches()
-    S.get_run(key)
-    cold = [timed(client, cases["Attention: one head's pattern, cached"](t)) for t in range(min(run.n_steps + 1, 8))]
-    rows["Attention: one head's pattern, first visit of a step (one model step)"] = stats(*map(list, zip(*cold)))
+    if not args.injection_only:
+        for t in range(run.n_steps + 1):  # warm the per-step pattern cache (the first visit of a step computes it)
+            S.step_patterns(key, t)
+        for name, body in cases.items():
+            timed(client, body(steps[0]))  # warm-up
+            times, sizes = zip(*(timed(client, body(t)) for t in steps))
+            rows[name] = stats(list(times), list(sizes))
+        S.clear_caches()
+        S.get_run(key)
+        cold = [timed(client, cases["Attention: one head's pattern, cached"](t)) for t in range(min(run.n_steps + 1, 8))]
+        rows["Attention: one head's pattern, first visit of a step (one model step)"] = stats(*map(list, zip(*cold)))
+    injections = {}
+    if args.injection_problems:
+        S.get_model(args.other)  # both models loaded, and their hook points built, before anything is timed
+        time_injections(client, args.model, args.other, [args.seed], args.nodes)
+        seeds = list(range(args.seed + 1, args.seed + 1 + args.injection_problems))
+        injections = time_injections(client, args.model, args.other, seeds, args.nodes)
 
     report = {"model": args.model, "nodes": args.nodes, "seed": args.seed, "positions": run.length, "states": run.n_steps + 1,
               "first_run_s": round(first_run_s, 2), "first_pattern_s": round(first_pattern_s, 3), "threads": args.threads,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}",
-              "load_average": [round(x, 1) for x in os.getloadavg()], "callbacks": rows}
+              "load_average": [round(x, 1) for x in os.getloadavg()], "callbacks": rows,
+              "injection_cold": {"other": args.other, "problem_seeds": seeds if args.injection_problems else [],
+                                 "variants": injections}}
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"N={args.nodes} (seed {args.seed}, {run.length} positions, {run.n_steps + 1} states) on {args.model}; "
           f"first run {first_run_s:.2f} s, first step's patterns {first_pattern_s * 1000:.0f} ms; {report['machine']}; "
           f"load average {report['load_average']}\n")
-    print("| callback | calls | p50 ms | p95 ms | max ms | response KB |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['calls']} | {r['p50_ms']} | {r['p95_ms']} | {r['max_ms']} | {r['kb']} |")
+    if rows:
+        print("| callback | calls | p50 ms | p95 ms | max ms | response KB |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, r in rows.items():
+            print(f"| {name} | {r['calls']} | {r['p50_ms']} | {r['p95_ms']} | {r['max_ms']} | {r['kb']} |")
+    if injections:
+        print(f"\nInject, compared with {args.other}, cold (N={args.nodes}, problem seeds {seeds}; side by side):\n")
+        print("| injection | problems | median s | each s |")
+        print("|---|---:|---:|---|")
+        for name, r in injections.items():
+            print(f"| {name} | {r['calls']} | {r['median_s']} | {', '.join(map(str, r['all_s']))} |")
 
 
 if __name__ == "__main__":

@@ -85,9 +85,15 @@ def node_values(states: Int[Tensor, "*step batch pos factor"], rhs_pos: np.ndarr
 
 def decode_run(out: HookedOutput, tb: TokenBatch) -> Trajectory:
     """The ``Trajectory`` of a ``HookedLooped`` output (``return_type="output"``) on the token batch ``tb``."""
-    states = out.states.cpu()
+    return decode_states(out.states.cpu(), tb, out.iterations.cpu(), out.converged.cpu())
+
+
+def decode_states(states: Int[Tensor, "state batch pos factor"], tb: TokenBatch, iterations: Int[Tensor, "batch"],
+                  converged: Bool[Tensor, "batch"]) -> Trajectory:
+    """The ``Trajectory`` of a run's states on ``tb``: how a run kept elsewhere (the app's cache) becomes one
+    again, decoded exactly as ``decode_run`` decodes a fresh run."""
     truth = torch.from_numpy(np.where(tb.graphs.valid, tb.graphs.value, -1)).long()
-    return Trajectory(tb, states, node_values(states, tb.rhs_pos), truth, out.iterations.cpu(), out.converged.cpu())
+    return Trajectory(tb, states, node_values(states, tb.rhs_pos), truth, iterations, converged)
 
 
-__all__ = ["Trajectory", "node_values", "decode_run"]
+__all__ = ["Trajectory", "node_values", "decode_run", "decode_states"]

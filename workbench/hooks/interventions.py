@@ -80,13 +80,23 @@ def trajectory(model: Model, problems: Problems, *, n_steps: int | None = None, 
 # ---------------------------------------------------------------------------------------- corruption
 @dataclass
 class Injection:
-    """A clean run and the same run with node values overwritten in the state step ``step`` reads."""
+    """A clean run and the same run with node values overwritten in the state step ``step`` reads.
+
+    Repair is claimed only where there was a value to corrupt (the app's report of one injection uses
+    the same rule): an overwritten node is *repaired* when the clean run had written it (any value, right
+    or wrong) in the state ``step`` reads, the value now there is wrong, and the node holds its true value
+    at the end. A node not written yet (``empty`` in that state) is written by the model when its turn
+    comes, which is computing, not repairing: it is never counted as repaired, whatever it ends at (nor is
+    a node overwritten with its true value). Such nodes stay in ``mask``, so a rate over ``mask`` counts
+    them as not repaired; a rate over ``was_error`` leaves them out.
+    """
 
     step: int
     mask: Tensor  # [batch, node] the overwritten nodes
     injected: Tensor  # [batch, node] the values written (-1 elsewhere)
     clean: Trajectory
     corrupted: Trajectory
+    empty: int  # the VALUE code of a node not written yet (``vocab.empty``)
 
     @property
     def recovered(self) -> Bool[Tensor, "batch"]:
@@ -94,15 +104,27 @@ class Injection:
         return self.corrupted.solved
 
     @property
+    def was_written(self) -> Bool[Tensor, "batch node"]:
+        """[batch, node]: an overwritten node the clean run had written by the state ``step`` reads."""
+        return self.mask & (self.clean.values[self.step] != self.empty)
+
+    @property
+    def was_error(self) -> Bool[Tensor, "batch node"]:
+        """[batch, node]: an overwritten node whose written value the injection replaced with a wrong one."""
+        return self.was_written & ~self.corrupted.correct[self.step]
+
+    @property
     def repaired(self) -> Bool[Tensor, "batch node"]:
-        """[batch, node]: an overwritten node holds its true value at the end (False where not overwritten)."""
-        return self.corrupted.correct[-1] & self.mask
+        """[batch, node]: ``was_error`` and the node holds its true value at the end; False for every other
+        node (a node not written yet in the overwritten state, one overwritten with its true value, one not
+        overwritten)."""
+        return self.was_error & self.corrupted.correct[-1]
 
     @property
     def repair_step(self) -> Int[Tensor, "batch node"]:
-        """[batch, node]: for an overwritten node, the step from which it holds its true value for good
-        (``step`` itself: repaired by the step that read the error); -1 if never, or not overwritten."""
-        return torch.where(self.mask, self.corrupted.settled, -1)
+        """[batch, node]: for a ``repaired`` node, the step from which it holds its true value for good
+        (``step`` itself: repaired by the step that read the error); -1 for every other node."""
+        return torch.where(self.repaired, self.corrupted.settled, -1)
 
     @property
     def delay(self) -> Int[Tensor, "batch"]:
@@ -113,6 +135,19 @@ class Injection:
     def same_as_clean(self) -> Bool[Tensor, "batch"]:
         """[batch]: the corrupted run ended in the clean run's final state."""
         return (self.corrupted.states[-1] == self.clean.states[-1]).flatten(1).all(1)
+
+
+def _check_clean(clean: Trajectory, tb: TokenBatch, step: int) -> None:
+    """Refuse a given clean run that cannot stand for a fresh one: other problems, too short, or cut off
+    by a step cap (a fresh run with the injection's larger cap might go on)."""
+    truth = np.where(tb.graphs.valid, tb.graphs.value, -1)
+    if clean.truth.shape != truth.shape or not np.array_equal(clean.truth.numpy(), truth):
+        raise WorkbenchError("the clean run given is of other problems than the injection's")
+    if clean.n_steps <= step:  # a fresh clean run reads the overwritten state (``min_steps=step``)
+        raise WorkbenchError(f"the clean run given ran steps 0..{clean.n_steps - 1}; the injection overwrites state "
+                             f"{step}, which a clean run must read too")
+    if not clean.converged.all():
+        raise WorkbenchError("the clean run given stopped at a step cap, not a fixed point; leave it out to rerun it")
 
 
 def _node_mask(spec, tb: TokenBatch, problems: Problems, task) -> Tensor:
@@ -150,20 +185,26 @@ def _problem_names(problems: Problems, task) -> list[list[str]] | None:
 
 @guarded
 def inject_corruption(model: Model, problems: Problems, step: int, *, nodes=None, values=None, count: int = 1,
-                      seed: int = 0, max_steps: int | None = None) -> Injection:
+                      seed: int = 0, max_steps: int | None = None, clean: Trajectory | None = None) -> Injection:
     """Overwrite node values in the state step ``step`` reads, continue until no graph changes, report recovery.
 
     nodes: a [batch, node] bool mask, or per graph a list of node indices (model order) or variable
         names; default: ``count`` random nodes per graph among those the clean run had already solved
         by then (any node if none).
     values: the values to write, an int or a [batch, node] array; default: a random wrong value.
+    clean: the clean run of these problems when the caller already has it (the app caches every run), run
+        until no graph changes (as ``trajectory(model, problems)``) and with a step that read state ``step``;
+        only the corrupted run is computed then, and the result equals the one with a fresh clean run.
     The corrupted run may take up to ``step`` + the usual cap of steps (``max_steps`` overrides).
     """
     hm, tb = _prepare(model, problems)
     if step < 0:
         raise WorkbenchError(f"step must be >= 0, got {step}")
     cap = max_steps if max_steps is not None else step + 1 + _default_cap(tb)
-    clean = _run(hm, tb, min_steps=step, max_steps=cap)
+    if clean is None:
+        clean = _run(hm, tb, min_steps=step, max_steps=cap)
+    else:
+        _check_clean(clean, tb, step)
     rng = np.random.default_rng(seed)
     valid = clean.node_mask
     if nodes is None:
@@ -192,7 +233,7 @@ def inject_corruption(model: Model, problems: Problems, step: int, *, nodes=None
         return state
 
     corrupted = _run(hm, tb, [(hook_name(step, "hook_state"), overwrite)], max_steps=cap)
-    return Injection(step, mask, injected, clean, corrupted)
+    return Injection(step, mask, injected, clean, corrupted, hm.vocab.empty)
 
 
 # ------------------------------------------------------------------------------------------ patching

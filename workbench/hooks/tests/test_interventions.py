@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.hooks import hook_name, hooked
 from workbench.hooks.interventions import (Trajectory, ablate_heads, inject_corruption, patch, trajectory)
 from workbench.hooks.names import sites_filter, step_of
@@ -115,6 +116,54 @@ def test_recovery_is_reported_against_the_true_values(big, problems):
     assert stuck.recovered.tolist() == [True, False, True, False]
     assert stuck.repaired[:, 0].tolist() == [True, False, True, False]
     assert stuck.repair_step[:, 0].tolist() == [2, -1, 2, -1]
+
+
+def test_a_node_not_written_yet_is_never_counted_as_repaired(big, problems):
+    """The model's first write into a node still EMPTY in the overwritten state is computing, not repairing."""
+    tb = big.to_token_batch(problems)
+    deep = [["c"], ["w"], ["s"], ["m"]]  # depth >= 1: EMPTY in state 1, written by a later step
+    with big.hooks(fwd_hooks=teacher_hooks(big, tb)):
+        inj = inject_corruption(big, problems, 1, nodes=deep, seed=0)
+    assert (inj.clean.values[1][inj.mask] == big.vocab.empty).all()
+    assert not inj.corrupted.correct[1][inj.mask].any() and inj.corrupted.correct[-1][inj.mask].all()
+    assert not inj.was_written.any() and not inj.was_error.any()
+    assert not inj.repaired.any() and (inj.repair_step == -1).all()
+
+
+def test_a_written_node_overwritten_with_its_true_value_is_not_repaired(big, problems):
+    tb = big.to_token_batch(problems)
+    with big.hooks(fwd_hooks=teacher_hooks(big, tb)):
+        same = inject_corruption(big, problems, 2, nodes=[[0]] * len(problems), values=tb.graphs.value[:, :1])
+    assert torch.equal(same.was_written, same.mask) and not same.was_error.any()
+    assert not same.repaired.any() and (same.repair_step == -1).all()
+
+
+def test_an_injection_on_a_given_clean_run_equals_one_that_reruns_it(big, problems):
+    tb = big.to_token_batch(problems)
+    with big.hooks(fwd_hooks=teacher_hooks(big, tb)):
+        clean = trajectory(big, problems)
+        for step in (1, 2, clean.n_steps - 1):  # the last: the state only the confirming step read
+            fresh = inject_corruption(big, problems, step, count=2, seed=step)
+            given = inject_corruption(big, problems, step, count=2, seed=step, clean=clean)
+            assert torch.equal(given.mask, fresh.mask) and torch.equal(given.injected, fresh.injected)
+            for run in ("clean", "corrupted"):
+                a, b = getattr(given, run), getattr(fresh, run)
+                for field in ("states", "values", "truth", "iterations", "converged"):
+                    assert torch.equal(getattr(a, field), getattr(b, field)), (step, run, field)
+            assert torch.equal(given.repaired, fresh.repaired) and torch.equal(given.repair_step, fresh.repair_step)
+
+
+def test_a_clean_run_that_cannot_stand_for_a_fresh_one_is_refused(big, problems):
+    tb = big.to_token_batch(problems)
+    with big.hooks(fwd_hooks=teacher_hooks(big, tb)):
+        clean = trajectory(big, problems)
+        with pytest.raises(WorkbenchError, match="other problems"):
+            inject_corruption(big, SHIFTED, 1, clean=clean)
+        with pytest.raises(WorkbenchError, match="which a clean run must read too"):
+            inject_corruption(big, problems, clean.n_steps, clean=clean)
+        cut = trajectory(big, problems, n_steps=2)  # stopped before the deeper graphs' fixed points
+        with pytest.raises(WorkbenchError, match="step cap"):
+            inject_corruption(big, problems, 1, clean=cut)
 
 
 def _default_finished() -> bool:
