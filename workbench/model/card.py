@@ -155,6 +155,17 @@ def record_section(path: Path, *, main: bool = False) -> list[str]:
     return lines
 
 
+def recipe_path(cfg: dict, shown: str) -> str:
+    """The training config that made a model: ``train.toml`` beside its run folder (the config's ``out``), which
+    for a model exported into its own folder is that folder and for a checkpoint kept elsewhere (e.g.
+    ``models/x/run/at-1000``) is still the recipe in ``models/x``; ``{shown}/train.toml`` when that is not there."""
+    from workbench.model.checkpoint import models_dir
+
+    out = Path(str(cfg.get("out", "")).replace("{name}", str(cfg.get("name", ""))))
+    candidate = out.parent / "train.toml"
+    return candidate.as_posix() if str(out) and (models_dir().parent / candidate).is_file() else f"{shown}/train.toml"
+
+
 def render_card(folder: str | Path) -> str:
     """The card's markdown for a model folder (does not write it)."""
     folder = Path(folder)
@@ -178,11 +189,12 @@ def render_card(folder: str | Path) -> str:
     shown = f"models/{folder.name}" if folder.resolve().parent == models_dir().resolve() else folder.as_posix()
     if training:
         cfg = training["config"]
+        recipe = recipe_path(cfg, shown)
         status = [] if training.get("finished", True) else [
             f"**Training is still in progress**: this export is the checkpoint at step {training['steps']} of "
             f"{training.get('total_steps')} (phase `{training.get('last_phase')}`; the phases after it "
             f"have not run yet); resume it with "
-            f"`workbench train --config {shown}/train.toml --resume`.", ""]
+            f"`workbench train --config {recipe} --resume`.", ""]
         out += ["## Training", "", *status,
                 f"- steps: {training['steps']}, tokens: {training['tokens']:,}, wall time: {training['wall_time_s'] / 60:.1f} min",
                 hardware_line(training),
@@ -191,7 +203,7 @@ def render_card(folder: str | Path) -> str:
                 f"value-loss weight {cfg['value_weight']}, seed {cfg['seed']}",
                 (f"- fine-tuned: started from the weights of `{cfg['init']}` (the config's `init`), then trained "
                  "the phases below; the notes name the config file" if cfg.get("init") else
-                 f"- reproduce: `workbench train --config {shown}/train.toml`"), "",
+                 f"- reproduce: `workbench train --config {recipe}`"), "",
                 phases_table(cfg["phases"], cfg.get("lr")), ""]
         if training.get("evals"):
             out += ["### Evaluations during training (free-running, until the state stops changing)", "",

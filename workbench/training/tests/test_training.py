@@ -516,6 +516,20 @@ def test_every_shipped_config_loads_and_names_its_folder(path):
     assert cfg.name == path.parent.name and cfg.total_steps == sum(p.steps for p in cfg.phases) > 0
 
 
+#: the other recipes kept beside the models (fine-tunes, later attempts): each must still load and name a
+#: starting model that is there, so that the card's "reproduce with" line stays true
+OTHER_RECIPES = sorted(p for p in SHIPPED[0].parents[1].glob("*/*.toml")
+                       if p.name != "train.toml" and 'kind = "chain-of-thought"' not in (p.parent / "train.toml").read_text())
+
+
+@pytest.mark.parametrize("path", OTHER_RECIPES, ids=[f"{p.parent.name}/{p.name}" for p in OTHER_RECIPES])
+def test_every_other_shipped_recipe_loads_and_its_starting_model_is_there(path):
+    cfg = load_train_config(path)
+    assert cfg.total_steps == sum(p.steps for p in cfg.phases) > 0
+    if cfg.init is not None:
+        assert (path.parents[2] / cfg.init / CONFIG).is_file(), cfg.init
+
+
 def test_the_ablations_share_the_default_recipe_and_change_only_their_mechanism():
     root = SHIPPED[0].parents[1]
     default = load_train_config(root / "default" / "train.toml")
