@@ -94,7 +94,7 @@ def injection(model, *, n_nodes: int = 16, count: int = 64, steps: Sequence[int]
     for i, t in enumerate(steps):
         for j, k in enumerate(ks):
             inj = inject_corruption(hm, tb, t, count=k, seed=seed + 1000 * t + k, max_steps=t + 2 * n_nodes)
-            mask = inj.mask
+            mask = inj.was_error  # the injected errors: never-written nodes and true values are not errors to repair
             rs = inj.repair_step[mask]
             one[i, j] = float((rs == t).float().mean())
             eventual[i, j] = float(inj.repaired[mask].float().mean())

@@ -227,7 +227,8 @@ def routing_figure(scores: Mapping[str, np.ndarray], *, baseline: Mapping[str, n
 
 def recovery_figure(injections: Mapping[str, Injection], *, n_after: int = 6,
                     title: str = "Recovery after an injected error") -> go.Figure:
-    """Per model: % of injected nodes holding their true value, and % of graphs fully solved, after the injection.
+    """Per model: % of injected errors (``Injection.was_error``) holding their true value again, and % of graphs
+    fully solved, after the injection.
 
     x = steps after the one that read the error (0: that step's own output). A model that repairs in
     one step jumps to its clean level at 0.
@@ -237,7 +238,8 @@ def recovery_figure(injections: Mapping[str, Injection], *, n_after: int = 6,
     for i, (label, inj) in enumerate(injections.items()):
         colour = _colour(i)
         after = inj.corrupted.correct[inj.step + 1:]  # [step, batch, node] states after the injected step on
-        repaired = 100 * (after & inj.mask).sum((1, 2)).numpy() / max(int(inj.mask.sum()), 1)
+        errors = inj.was_error  # an injected node the clean run had not written yet is computed later, not repaired
+        repaired = 100 * (after & errors).sum((1, 2)).numpy() / max(int(errors.sum()), 1)
         solved = 100 * (after | ~inj.corrupted.node_mask).all(-1).float().mean(-1).numpy()
         clean = inj.clean.correct[-1]
         clean_solved = 100 * float((clean | ~inj.clean.node_mask).all(-1).float().mean())
