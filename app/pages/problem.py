@@ -108,9 +108,9 @@ def submit(run_clicks, generate_clicks, preset, text, model, size, seed):
     return key.to_json(), note(f"{done} {run.n_steps} steps on {run.model}.{left}")
 
 
-def token_classes(run, state: int) -> tuple[list[str], list[str]]:
-    """[pos] each token's label in ``state`` and its CSS classes: values coloured by status, changes underlined,
-    a rewritten structure factor outlined."""
+def token_frame(run, state: int) -> tuple[list[str], list[str]]:
+    """[pos] each token's label in ``state``, HTML-escaped (a problem's names are the user's text), and its CSS
+    classes: values coloured by status, changes underlined, a rewritten structure factor outlined."""
     t = run.clamp(state)
     labels = run.token_labels(t)
     now, before, first = run.states[t], run.states[max(t - 1, 0)], run.states[0]
@@ -119,13 +119,7 @@ def token_classes(run, state: int) -> tuple[list[str], list[str]]:
     status = run.status(t)
     kind = np.full(run.length, "", dtype=object)
     kind[run.rhs_pos] = np.array([" notyet", " right", " wrong"], dtype=object)[status]
-    return labels, ["tok" + kind[p] + (" changed" if changed[p] else "") + (" odd" if odd[p] else "") for p in range(run.length)]
-
-
-def token_frame(run, state: int) -> tuple[list[str], list[str]]:
-    """[pos] each token's label, HTML-escaped (a problem's names are the user's text), and its CSS classes."""
-    labels, classes = token_classes(run, state)
-    return [escape(label) for label in labels], classes
+    return [escape(label) for label in labels], ["tok" + kind[p] + (" changed" if changed[p] else "") + (" odd" if odd[p] else "") for p in range(run.length)]
 
 
 def token_html(run, state: int) -> str:

@@ -92,8 +92,12 @@ def decode_states(states: Int[Tensor, "state batch pos factor"], tb: TokenBatch,
                   converged: Bool[Tensor, "batch"]) -> Trajectory:
     """The ``Trajectory`` of a run's states on ``tb``: how a run kept elsewhere (the app's cache) becomes one
     again, decoded exactly as ``decode_run`` decodes a fresh run."""
-    truth = torch.from_numpy(np.where(tb.graphs.valid, tb.graphs.value, -1)).long()
-    return Trajectory(tb, states, node_values(states, tb.rhs_pos), truth, iterations, converged)
+    return Trajectory(tb, states, node_values(states, tb.rhs_pos), torch.from_numpy(node_truth(tb)).long(), iterations, converged)
 
 
-__all__ = ["Trajectory", "node_values", "decode_run", "decode_states"]
+def node_truth(tb: TokenBatch) -> np.ndarray:  # [batch, node]
+    """Each node's true value, -1 where a graph has fewer nodes: what a ``Trajectory``'s ``truth`` holds."""
+    return np.where(tb.graphs.valid, tb.graphs.value, -1)
+
+
+__all__ = ["Trajectory", "node_values", "node_truth", "decode_run", "decode_states"]

@@ -39,7 +39,7 @@ from workbench.errors import WorkbenchError
 from workbench.hooks.guard import guarded
 from workbench.hooks.names import hook_name, parse_hook_name, sites_filter
 from workbench.hooks.tl_wrapper import HookedLooped, hooked
-from workbench.hooks.decoded import Trajectory, decode_run, node_values
+from workbench.hooks.decoded import Trajectory, decode_run, node_truth, node_values
 from workbench.model.looped import LoopedModel, default_step_cap
 from workbench.task.encoding import Problems, encode, pad_token_batch
 from workbench.task.text import Problem, parse_problem
@@ -140,7 +140,7 @@ class Injection:
 def _check_clean(clean: Trajectory, tb: TokenBatch, step: int) -> None:
     """Refuse a given clean run that cannot stand for a fresh one: other problems, too short, or cut off
     by a step cap (a fresh run with the injection's larger cap might go on)."""
-    truth = np.where(tb.graphs.valid, tb.graphs.value, -1)
+    truth = node_truth(tb)
     if clean.truth.shape != truth.shape or not np.array_equal(clean.truth.numpy(), truth):
         raise WorkbenchError("the clean run given is of other problems than the injection's")
     if clean.n_steps <= step:  # a fresh clean run reads the overwritten state (``min_steps=step``)

@@ -50,10 +50,18 @@ def frontier_metrics(logits: list[Tensor], batch: StepBatch) -> dict[str, float]
     out = {"token_acc": float(torch.stack([lg.argmax(-1) for lg in logits], -1).eq(batch.targets).all(-1)[batch.valid].float().mean())}
     if batch.frontier.any():
         out["frontier_acc"] = float(right[batch.frontier].float().mean())
-    for k in (1, 2, 3):
-        sel = batch.frontier & (batch.fan_in == k)
+    return out | accuracy_by_fan_in(right, batch.frontier, batch.fan_in)
+
+
+def accuracy_by_fan_in(right: Bool[Tensor, "row pos"], where: Bool[Tensor, "row pos"], fan: Int[Tensor, "row pos"],
+                       fans: tuple[int, ...] = (1, 2, 3)) -> dict[str, float]:
+    """``fan{k}_acc``: the share of ``right`` among the positions ``where`` whose node has k parents (only the
+    fan-ins present); fan-in 0 is named ``leaf_acc``."""
+    out = {}
+    for k in fans:
+        sel = where & (fan == k)
         if sel.any():
-            out[f"fan{k}_acc"] = float(right[sel].float().mean())
+            out["leaf_acc" if k == 0 else f"fan{k}_acc"] = float(right[sel].float().mean())
     return out
 
 
@@ -66,14 +74,8 @@ def final_value_metrics(logits: list[Tensor], target: Int[Tensor, "row pos facto
     not formed the name lookup gets leaves right and one-parent copies at chance).
     """
     right = logits[F_VALUE].argmax(-1) == target[..., F_VALUE]
-    out = {"token_acc": float(right[rhs].float().mean()), "frontier_acc": float(right[rhs].float().mean())}
-    if (leaves := rhs & (fan == 0)).any():
-        out["leaf_acc"] = float(right[leaves].float().mean())
-    for k in (1, 2, 3):
-        sel = rhs & (fan == k)
-        if sel.any():
-            out[f"fan{k}_acc"] = float(right[sel].float().mean())
-    return out
+    acc = float(right[rhs].float().mean())
+    return {"token_acc": acc, "frontier_acc": acc} | accuracy_by_fan_in(right, rhs, fan, (0, 1, 2, 3))
 
 
 class CaptureTap(Tap):
