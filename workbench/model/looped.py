@@ -179,6 +179,23 @@ class LoopedModel(nn.Module):
             h = block(h, tap, prefix)
         return tap("hook_final", self.ln_final(h))
 
+    def embed_state(self, state: Int[Tensor, "batch pos factor"]) -> Float[Tensor, "batch pos d_model"]:
+        """The discrete state's embedding: the factor tables' sum, plus the role row where enabled."""
+        hidden = self.embed(state)
+        if self.cfg.role_embedding:
+            hidden = hidden + self.embed_role(defining_positions(state).long())
+        return hidden
+
+    def first_block(self, state: Int[Tensor, "batch pos factor"], temperature: float) -> Float[Tensor, "batch pos d_model"]:
+        """The first block's output on ``state`` with its content scores divided by ``temperature`` (a
+        training-time probe of how much margin the first-layer lookup has; see ``Phase.lookup_margin``)."""
+        attn = self.blocks[0].attn
+        kept, attn.train_temperature = attn.train_temperature, temperature
+        try:
+            return self.blocks[0](self.embed_dropout(self.embed_state(state)), NO_TAP, self._prefixes[0])
+        finally:
+            attn.train_temperature = kept
+
     def step(self, state: Int[Tensor, "batch pos factor"], tap: Tap = NO_TAP,
              hidden: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         """One pass of the stack: logits per factor and the final hidden state [batch, pos, d_model].
@@ -186,11 +203,7 @@ class LoopedModel(nn.Module):
         ``hidden`` (continuous latent, steps > 0) replaces the embedded state as the input. The loop's
         own sites (``hook_state``, ``hook_bottleneck``) are tapped by ``iterate``, around this call.
         """
-        if hidden is None:
-            hidden = self.embed(state)
-            if self.cfg.role_embedding:
-                hidden = hidden + self.embed_role(defining_positions(state).long())
-        h = tap("hook_embed", hidden)
+        h = tap("hook_embed", self.embed_state(state) if hidden is None else hidden)
         h = self.encode(h, tap)
         logits = [tap(f"hook_logits.{f}", lg) for f, lg in enumerate(self.unembed(h))]  # factor x [batch, pos, vocab_f]
         return logits, h

@@ -35,6 +35,10 @@ class Phase:
     lookup_temperature: during this phase the first block's content scores (q.k) are divided by this
         (inference always uses 1). A name lookup trained to hold under softened scores is this many
         times sharper at inference, so it survives far more same-name look-alikes than training had.
+    lookup_margin: when set, the operand-lookup auxiliary loss reads a second pass of the first block with
+        its content scores divided by this (the main loss keeps ``lookup_temperature``). The lookup must
+        then hold under scores this many times softer: a margin asked of the lookup alone, where a
+        ``lookup_temperature`` that high would also sharpen every other first-block head at inference.
     """
 
     name: str
@@ -51,6 +55,7 @@ class Phase:
     hubs: float = 0.0
     max_fan_out: int = 12
     lookup_temperature: float = 1.0
+    lookup_margin: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))
@@ -59,8 +64,10 @@ class Phase:
             raise WorkbenchError(f"phase {self.name!r}: steps must be positive and nodes a range [lo, hi] with 6 < lo <= hi")
         if not 0.0 <= self.zero_leaves <= 1.0:
             raise WorkbenchError(f"phase {self.name!r}: zero_leaves must lie in [0, 1]")
-        if not self.lookup_temperature > 0:
-            raise WorkbenchError(f"phase {self.name!r}: lookup_temperature must be positive")
+        if not self.lookup_temperature > 0 or not (self.lookup_margin is None or self.lookup_margin > 0):
+            raise WorkbenchError(f"phase {self.name!r}: lookup_temperature and lookup_margin must be positive")
+        if self.lookup_margin is not None and not self.operand_lookup > 0:
+            raise WorkbenchError(f"phase {self.name!r}: lookup_margin shapes the operand-lookup loss; set operand_lookup > 0")
         if not 0.0 <= self.hubs <= 1.0 or self.max_fan_out < 2:
             raise WorkbenchError(f"phase {self.name!r}: hubs must lie in [0, 1] and max_fan_out be at least 2")
         if not self.fan_in or any(k not in (1, 2, 3) for k in self.fan_in):

@@ -101,9 +101,14 @@ class Unroll(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, state: Int[Tensor, "batch pos factor"], n_steps: int = 1, capture: str | None = None):
+    def forward(self, state: Int[Tensor, "batch pos factor"], n_steps: int = 1, capture: str | None = None,
+                margin: float | None = None):
         """Per-step logits; with ``capture`` (a site such as ``LOOKUP_SITE``) also that site's
-        activation at every step: ``(per_step, captured)``."""
+        activation at every step: ``(per_step, captured)``. With ``margin`` (one step only) the captured
+        activation is the first block's output from a second pass of that block at content temperature
+        ``margin`` (``Phase.lookup_margin``), inside this one call so data-parallel training syncs it too."""
+        if margin is not None:
+            return self.forward(state, n_steps), [self.model.first_block(state, margin)]
         captured: list[Tensor] = []
         tap = CaptureTap(capture, captured) if capture else NO_TAP
         per_step = [step.logits for step in self.model.iterate(state, schedule=Schedule.exactly(n_steps),
@@ -154,7 +159,7 @@ class TeacherForced:
                               n_tokens=int(batch.valid[rows].sum()), operand_value=batch.operand_value[rows])
         lookup = None
         if phase.operand_lookup > 0:
-            steps_out, captured = net(batch.inputs, 1, LOOKUP_SITE)
+            steps_out, captured = net(batch.inputs, 1, LOOKUP_SITE, phase.lookup_margin)
             logits = steps_out[0]
             lookup = operand_lookup_loss(model, captured[0], batch.operand_value)
         else:

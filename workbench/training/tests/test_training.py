@@ -650,8 +650,41 @@ def test_the_lookup_temperature_softens_the_first_blocks_content_scores_in_train
     for a, b in zip(tempered, twin.step(state)[0]):
         torch.testing.assert_close(a, b)
     assert not torch.allclose(tempered[F_VALUE], before[F_VALUE])
-    with pytest.raises(WorkbenchError, match="lookup_temperature must be positive"):
+    with pytest.raises(WorkbenchError, match="lookup_temperature and lookup_margin must be positive"):
         Phase(name="bad", steps=1, lookup_temperature=0.0)
+
+
+def test_the_lookup_margin_asks_the_auxiliary_loss_of_a_softer_first_block_and_leaves_the_main_pass_alone():
+    from workbench.model.layers import NO_TAP
+    from workbench.training.objectives import LOOKUP_SITE, Unroll
+
+    torch.manual_seed(0)
+    model = LoopedModel(replace(TINY, n_layers=2, role_embedding=True), TASK)
+    with torch.no_grad():
+        model.embed_role.weight.normal_()
+    state = torch.from_numpy(tokenize(sample_graphs(9, 3, rng=np.random.default_rng(1), task=TASK), Vocab.for_task(TASK)).tokens).long()
+    model.train()
+    net = Unroll(model)
+    plain_logits, (plain_resid,) = net(state, 1, LOOKUP_SITE)
+    logits, (soft_resid,) = net(state, 1, LOOKUP_SITE, 3.0)
+    for a, b in zip(logits[0], plain_logits[0]):  # the main pass is the plain one
+        torch.testing.assert_close(a, b)
+    assert model.blocks[0].attn.train_temperature == 1.0  # put back
+    torch.testing.assert_close(model.first_block(state, 1.0), plain_resid)  # the same block, the same input
+    twin = LoopedModel(replace(TINY, n_layers=2, role_embedding=True), TASK)
+    twin.load_state_dict(model.state_dict())
+    with torch.no_grad():  # temperature 3 = W_Q and b_Q divided by 3
+        twin.blocks[0].attn.W_Q.div_(3.0)
+        twin.blocks[0].attn.b_Q.div_(3.0)
+    twin.train()
+    torch.testing.assert_close(soft_resid, twin.blocks[0](twin.embed_state(state), NO_TAP, "blocks.0."))
+    assert not torch.allclose(soft_resid, plain_resid)
+    soft_resid.sum().backward()  # the margin pass trains the first block
+    assert model.blocks[0].attn.W_Q.grad.abs().sum() > 0
+    with pytest.raises(WorkbenchError, match="set operand_lookup > 0"):
+        Phase(name="bad", steps=1, lookup_margin=2.0)
+    with pytest.raises(WorkbenchError, match="must be positive"):
+        Phase(name="bad", steps=1, operand_lookup=0.5, lookup_margin=0.0)
 
 
 def test_init_starts_from_a_models_weights_and_adds_the_missing_role_embedding(tmp_path):
