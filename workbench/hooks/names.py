@@ -131,6 +131,7 @@ def _parse(name: str) -> HookSite:
     return site
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a cached run asks for the step of the same few thousand names each time
 def step_of(name: str) -> int:
     """The loop step of a full hook name.
 

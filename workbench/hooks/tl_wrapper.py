@@ -43,6 +43,20 @@ from workbench.task.encoding import encode
 from workbench.task.tokens import TokenBatch
 
 RETURN_TYPES = ("logits", "state", "output")
+#: steps that get a hooks context's hooks when it opens; a run that goes further hooks the next ones as it
+#: reaches them (doubling). A run of N = 128 graphs may take up to 256 steps and takes ~17: registering every
+#: cached site on all 256 steps' hook points, and removing them again, cost ~0.4 s of a ~4 s run_with_cache.
+HOOK_WINDOW = 32
+
+
+@dataclass
+class PendingHooks:
+    """A hooks context's hooks not yet on the hook points of steps >= ``upto`` (``HookedLooped.hooks``)."""
+
+    level: int  # the context's level: TransformerLens removes its hooks by it when the context closes
+    upto: int
+    named: dict[int, list[tuple[str, Any, str]]]  # step -> (name, hook, direction) of hooks named at that step
+    filters: list[tuple[Any, Any, str]]  # (names filter, hook, direction)
 #: HookedTransformer's weight attributes, stacked [layer, head, ...] as TransformerLens stacks them (``StepView``)
 SHARED_WEIGHTS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "W_in", "b_in", "W_out", "b_out",
                   "W_E", "W_U", "b_U", "QK", "OV")
@@ -97,6 +111,7 @@ class HookedLooped(BorrowedMode, HookedRootModule):
         self._points: list[dict[str, nn.Module]] = []  # step t's hook points by site name
         self._views: dict[tuple[int, int | str, bool], Any] = {}
         self.names = NameMemo()  # user names of the rows to_tokens made, for to_str_tokens
+        self._pending: list[PendingHooks] = []  # open hooks contexts' hooks of steps not hooked yet
         self.ensure_steps(n_steps)
 
     # ------------------------------------------------------------------- mode
@@ -213,6 +228,7 @@ class HookedLooped(BorrowedMode, HookedRootModule):
             self.ensure_steps(most)
 
         def taps(t: int) -> StepTap:
+            self.hook_through(t)
             return StepTap(override[t] if override and t in override else self._points[t], always, shared)
 
         states, last = [], None
@@ -266,7 +282,12 @@ class HookedLooped(BorrowedMode, HookedRootModule):
 
     @contextmanager
     def hooks(self, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True, clear_contexts: bool = False) -> Iterator["HookedLooped"]:
-        """TransformerLens's ``hooks`` context, holding the model lock; names must exist (``ensure_steps``)."""
+        """TransformerLens's ``hooks`` context, holding the model lock; names must exist (``ensure_steps``).
+
+        Hooks land on the first ``HOOK_WINDOW`` steps' hook points at once and on later steps' as a run
+        reaches them (``hook_through``): what a hook sees is the same, but a run that stops long before its
+        step cap does not pay for registering (and removing) hooks on steps it never takes.
+        """
         with MODEL_LOCK:
             for name, _ in list(fwd_hooks) + list(bwd_hooks):
                 if isinstance(name, str) and name not in self.hook_dict:
@@ -275,8 +296,55 @@ class HookedLooped(BorrowedMode, HookedRootModule):
                         raise WorkbenchError(f"'{name}': only steps 0..{len(self.loop) - 1} have hook points; "
                                              f"call ensure_steps({s.step + 1}) first")
                     raise WorkbenchError(f"'{name}' is not a hook point of this model (n_layers={self.cfg.n_layers})")
-            with super().hooks(list(fwd_hooks), list(bwd_hooks), reset_hooks_end, clear_contexts) as model:
-                yield model
+            window = min(HOOK_WINDOW, len(self.loop))
+            pending = PendingHooks(level=0, upto=window, named={}, filters=[])
+            now: dict[str, list] = {"fwd": [], "bwd": []}
+            for direction, given in (("fwd", fwd_hooks), ("bwd", bwd_hooks)):
+                for name, fn in given:
+                    if isinstance(name, str):
+                        step = step_of(name)
+                        if step < window:
+                            now[direction].append((name, fn))
+                        else:
+                            pending.named.setdefault(step, []).append((name, fn, direction))
+                    else:
+                        now[direction].append((lambda n, keep=name: step_of(n) < window and keep(n), fn))
+                        pending.filters.append((name, fn, direction))
+            with super().hooks(now["fwd"], now["bwd"], reset_hooks_end, clear_contexts) as model:
+                pending.level = self.context_level
+                self._pending.append(pending)
+                try:
+                    yield model
+                finally:
+                    if not reset_hooks_end:  # the hooks outlive the context: put them on every step now
+                        self._hook_pending(pending, len(self.loop))
+                    self._pending.remove(pending)
+
+    def hook_through(self, step: int) -> None:
+        """Put the open contexts' hooks on the hook points of steps up to ``step`` (a run is about to take it)."""
+        for pending in self._pending:
+            if pending.upto <= step:
+                self._hook_pending(pending, min(len(self.loop), max(2 * pending.upto, step + 1)))
+
+    def _hook_pending(self, pending: PendingHooks, upto: int) -> None:
+        """Register ``pending``'s hooks on steps ``pending.upto .. upto - 1``, at its context's level."""
+        for step in range(pending.upto, upto):
+            for name, fn, direction in pending.named.pop(step, ()):
+                self.check_and_add_hook(self.hook_dict[name], name, fn, dir=direction, level=pending.level)
+            if pending.filters:
+                for site, hp in self._points[step].items():
+                    name = f"loop.{step}.{site}"
+                    for keep, fn, direction in pending.filters:
+                        if keep(name):
+                            self.check_and_add_hook(hp, name, fn, dir=direction, level=pending.level)
+        pending.upto = max(pending.upto, upto)
+
+    def remove_all_hook_fns(self, direction="both", including_permanent: bool = False, level: int | None = None) -> None:
+        """TransformerLens's, visiting only the hook points that hold a hook (a model with hook points for
+        hundreds of steps would otherwise walk thousands of empty ones every time a context closes)."""
+        for hp in self.hook_points():
+            if hp.fwd_hooks or hp.bwd_hooks:
+                hp.remove_hooks(direction, including_permanent=including_permanent, level=level)
 
     def run_with_hooks(self, *model_args: Any, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True,
                        clear_contexts: bool = False, **model_kwargs: Any):

@@ -36,7 +36,11 @@ class Tap:
 
 NO_TAP = Tap()
 
-QUERY_BLOCK = 64  # queries per block of the blocked CPU attention (a block's scores: [batch, head, 64, keys seen])
+QUERY_BLOCK = 64  # queries per block of the blocked CPU attention (a block's scores: [graphs, head, 64, keys seen])
+#: the most bytes of scores one block holds: as many graphs go in a block as fit. One graph of N = 128 (~780
+#: keys, 8 heads) fills 1.6 MiB; attention alone per graph at one thread was 7.3 ms for blocks of 4 graphs and
+#: 9.8 ms for blocks of 64, whose 100 MiB buffer falls out of every cache (BENCHMARKS.md, Solve).
+BLOCK_BYTES = 8 << 20
 _blocked_attention = True  # False inside full_table_attention()
 
 
@@ -56,18 +60,31 @@ def full_table_attention() -> Iterator[None]:
         _blocked_attention = before
 
 
-def _pattern_blocks(q: Tensor, k: Tensor, bias: Tensor, scale: float, block: int) -> Iterator[tuple[int, int, Tensor]]:
-    """``(start, end, pattern rows)`` per block of queries: softmax(scale * q.k + bias) of queries start..end
-    against keys 0..end ([batch, head, end - start, end]), each in one reused buffer (valid until the next)."""
+def _pattern_blocks(q: Tensor, k: Tensor, bias: Tensor, scale: float, block: int,
+                    keep_scores: Tensor | None = None) -> Iterator[tuple[slice, int, int, Tensor]]:
+    """``(graphs, start, end, pattern rows)`` per block: softmax(scale * q.k + bias) of queries start..end of
+    the batch rows ``graphs`` against keys 0..end ([graphs, head, end - start, end]), each in one reused
+    buffer (valid until the next). A block holds as many graphs as fit ``BLOCK_BYTES``, so the buffer stays
+    in cache at any batch size. ``keep_scores`` ([batch, head, query, key]) gets every block's scores before
+    the softmax, -inf past ``end``."""
     B, P, H, d = q.shape
     qh = (q * scale).transpose(1, 2)  # [batch, head, query, d_head]; scaling q, not the scores (exact for a power of 2)
     kh = k.permute(0, 2, 3, 1).contiguous()  # [batch, head, d_head, key]
-    buffer = torch.empty(B * H * min(block, P) * P, dtype=q.dtype, device=q.device)
-    for start in range(0, P, block):
-        end = min(start + block, P)
-        scores = buffer[:B * H * (end - start) * end].view(B, H, end - start, end)  # [batch, head, block, end]
-        torch.matmul(qh[:, :, start:end], kh[..., :end], out=scores).add_(bias[:, start:end, :end])
-        yield start, end, torch.softmax(scores, -1, out=scores)
+    rows = min(block, P)
+    per_graph = H * rows * P * q.element_size()
+    graphs = max(1, min(B, BLOCK_BYTES // per_graph))
+    buffer = torch.empty(graphs * H * rows * P, dtype=q.dtype, device=q.device)
+    for b0 in range(0, B, graphs):
+        g = slice(b0, min(b0 + graphs, B))
+        n = g.stop - g.start
+        for start in range(0, P, block):
+            end = min(start + block, P)
+            scores = buffer[:n * H * (end - start) * end].view(n, H, end - start, end)  # [graphs, head, block, end]
+            torch.matmul(qh[g, :, start:end], kh[g, ..., :end], out=scores).add_(bias[:, start:end, :end])
+            if keep_scores is not None:
+                keep_scores[g, :, start:end, :end] = scores
+                keep_scores[g, :, start:end, end:] = float("-inf")
+            yield g, start, end, torch.softmax(scores, -1, out=scores)
 
 
 def blocked_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float,
@@ -79,27 +96,37 @@ def blocked_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: floa
     Inference only (no autograd through it): every block's scores reuse one buffer and become its pattern
     in place.
     """
+    return blocked_tables(q, k, v, bias, scale, scores=False, pattern=False, block=block)[0]
+
+
+def blocked_tables(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float, *, scores: bool, pattern: bool,
+                   block: int = QUERY_BLOCK) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """z as ``blocked_attention`` computes it, plus the whole score table and/or pattern its blocks went through.
+
+    What a hook on ``hook_attn_scores`` or ``hook_pattern`` gets on CPU inference: each block's rows are
+    written once into the full tables ([batch, head, query, key]; -inf / 0 above the diagonal, as the full
+    table has them), with no second pass over the masked half and no score table recomputed, and z comes
+    from the same blocks. The caller recomputes z only if a hook edits a table (``edited``).
+    """
     B, P, H, d = q.shape
     vh = v.transpose(1, 2).contiguous()  # [batch, head, key, d_head]
     z = torch.empty(B, H, P, d, dtype=v.dtype, device=v.device)
-    for start, end, rows in _pattern_blocks(q, k, bias, scale, block):
-        # a fresh [batch, head, block, d_head] then a copy: matmul(out=) into the strided slice of z runs one
+    score_table = torch.empty(B, H, P, P, dtype=q.dtype, device=q.device) if scores else None
+    pattern_table = torch.empty(B, H, P, P, dtype=q.dtype, device=q.device) if pattern else None
+    for g, start, end, rows in _pattern_blocks(q, k, bias, scale, block, keep_scores=score_table):
+        if pattern_table is not None:
+            pattern_table[g, :, start:end, :end] = rows
+            pattern_table[g, :, start:end, end:] = 0.0
+        # a fresh [graphs, head, block, d_head] then a copy: matmul(out=) into the strided slice of z runs one
         # small matmul per (batch, head), which at 2 threads cost 2x the whole attention
-        z[:, :, start:end] = torch.matmul(rows, vh[:, :, :end])
-    return z.transpose(1, 2)  # [batch, pos, head, d_head]
+        z[g, :, start:end] = torch.matmul(rows, vh[g, :, :end])
+    return z.transpose(1, 2), score_table, pattern_table
 
 
-def blocked_pattern(q: Tensor, k: Tensor, bias: Tensor, scale: float, block: int = QUERY_BLOCK) -> Tensor:
-    """The whole pattern [batch, head, query, key], computed in query blocks (zeros above the diagonal).
-
-    What a hook on ``hook_pattern`` alone gets on CPU inference: the blocks' exponentials without the
-    masked half, and no score table kept.
-    """
-    B, P, H, _ = q.shape
-    pattern = torch.zeros(B, H, P, P, dtype=q.dtype, device=q.device)
-    for start, end, rows in _pattern_blocks(q, k, bias, scale, block):
-        pattern[:, :, start:end, :end] = rows
-    return pattern
+def edited(returned: Tensor, given: Tensor, version: int) -> bool:
+    """Whether a hook changed what it was ``given`` (``version``: the tensor's ``_version`` before the hook):
+    it returned another tensor, or wrote into this one. A hook that only reads (a cache) changes neither."""
+    return returned is not given or given._version != version
 
 
 class FactorEmbed(nn.Module):
@@ -188,17 +215,28 @@ class RelativeAttention(nn.Module):
         # loses to the explicit form, and the explicit form to query blocks, which skip the masked half and
         # keep every score table small (attention of batch 8 x 780 positions, one thread: SDPA with the bias
         # as float mask 321 ms, full table 237 ms, blocks of 64 queries 64 ms; BENCHMARKS.md, Solve). A hook
-        # on the pattern gets the whole pattern, built by the blocks; one on the scores the explicit table;
-        # z and the per-head results come from the blocks.
+        # on the scores or the pattern gets the whole table, written by the same blocks that compute z; z is
+        # recomputed from a table only if a hook edits it. The per-head results come from the blocks' z.
         cpu_inference = not torch.is_grad_enabled() and x.device.type == "cpu"
         blocks = cpu_inference and drop == 0.0 and _blocked_attention
         scale = 1 / (math.sqrt(d) * temperature)
         hooked_scores, hooked_pattern = tap.active(prefix + "hook_attn_scores"), tap.active(prefix + "hook_pattern")
         if blocks and not hooked_scores and not hooked_pattern:
             z = blocked_attention(q, k, v, bias, scale)
-        elif blocks and not hooked_scores:  # the pattern alone is hooked: blocks build it; z reads what the hook left
-            pattern = tap(prefix + "hook_pattern", blocked_pattern(q, k, bias, scale))
-            z = torch.matmul(pattern, v.transpose(1, 2)).transpose(1, 2)  # [batch, pos, head, d_head]
+        elif blocks:  # a hook reads the scores or the pattern: the blocks fill the tables and z at once
+            z, scores, pattern = blocked_tables(q, k, v, bias, scale, scores=hooked_scores, pattern=hooked_pattern)
+            if scores is not None:
+                version = scores._version
+                seen = tap(prefix + "hook_attn_scores", scores)
+                if edited(seen, scores, version):  # the pattern and z follow the edited scores
+                    z, pattern = None, seen.softmax(-1)
+            if hooked_pattern:
+                version = pattern._version
+                seen = tap(prefix + "hook_pattern", pattern)
+                if z is None or edited(seen, pattern, version):  # z reads what the hook left
+                    z, pattern = None, seen
+            if z is None:
+                z = torch.matmul(pattern, v.transpose(1, 2)).transpose(1, 2)  # [batch, pos, head, d_head]
         elif cpu_inference or hooked_scores or hooked_pattern or tap.active(prefix + "hook_z") or tap.active(prefix + "hook_result"):
             scores = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1))  # [batch, head, query, key]
             scores = tap(prefix + "hook_attn_scores", scores.mul_(scale).add_(bias))  # in place: one big tensor, not three

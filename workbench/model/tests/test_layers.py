@@ -160,3 +160,59 @@ def test_a_pattern_hook_gets_the_full_causal_pattern_from_the_blocks_and_its_edi
         edited = attn(x, LookLast("hook_pattern"))
     assert not torch.allclose(edited, out)
     torch.testing.assert_close(edited[:, 0], edited[:, -1])  # every position got the same (the last value)
+
+
+@pytest.mark.parametrize("sites", [("hook_attn_scores",), ("hook_pattern",), ("hook_attn_scores", "hook_pattern")])
+def test_hooked_tables_come_from_the_blocks_and_equal_the_full_tables(sites):
+    attn = attention()
+    x = torch.randn(2, 2 * QUERY_BLOCK + 9, CFG.d_model, generator=torch.Generator().manual_seed(6))
+    tap, table_tap = Listening(*sites), Listening(*sites)
+    with torch.no_grad():
+        out = attn(x, tap)
+        with full_table_attention():
+            table_out = attn(x, table_tap)
+    for site in sites:
+        torch.testing.assert_close(tap.seen[site], table_tap.seen[site], rtol=1e-5, atol=1e-5)  # -inf / 0 above the diagonal too
+    torch.testing.assert_close(out, table_out, rtol=1e-5, atol=1e-5)
+
+
+class InPlace(Listening):
+    """Edits a table in place and returns nothing new (as a TransformerLens hook that writes into its input does)."""
+
+    def __init__(self, site, edit):
+        super().__init__(site)
+        self.edit = edit
+
+    def __call__(self, name, x):
+        if name in self.sites:
+            self.edit(x)
+        return x
+
+
+@pytest.mark.parametrize(("site", "edit"), [
+    ("hook_pattern", lambda p: p.mul_(0.5)),  # half of every pattern row: z halves
+    ("hook_attn_scores", lambda s: s[:, 0].fill_(0.0)),  # head 0 attends to every key alike, the future included
+])
+def test_an_in_place_edit_of_a_hooked_table_reaches_z(site, edit):
+    attn = attention()
+    x = torch.randn(2, QUERY_BLOCK + 20, CFG.d_model, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        plain = attn(x)
+        edited_out = attn(x, InPlace(site, edit))
+        with full_table_attention():
+            table_out = attn(x, InPlace(site, edit))
+    assert not torch.allclose(edited_out, plain, atol=1e-3)
+    torch.testing.assert_close(edited_out, table_out, rtol=1e-5, atol=1e-5)
+
+
+def test_blocks_of_fewer_graphs_than_the_batch_give_the_same_attention_and_tables(monkeypatch):
+    gen = torch.Generator().manual_seed(11)
+    q, k, v = (2 * torch.randn(5, QUERY_BLOCK + 30, 2, 8, generator=gen) for _ in range(3))
+    bias, scale = causal_bias(2, QUERY_BLOCK + 30, gen), 1 / math.sqrt(8)
+    with torch.no_grad():
+        whole = layers.blocked_tables(q, k, v, bias, scale, scores=True, pattern=True)
+        monkeypatch.setattr(layers, "BLOCK_BYTES", 1)  # one graph per block: five batch chunks
+        chunked = layers.blocked_tables(q, k, v, bias, scale, scores=True, pattern=True)
+    for a, b in zip(whole, chunked):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(chunked[0].double(), reference(q, k, v, bias, scale), rtol=1e-5, atol=1e-5)
