@@ -225,3 +225,27 @@ def test_the_wrapper_has_the_inner_models_train_eval_mode(model, problems):
     assert not model.training
     hm.ensure_steps(6)  # hook containers added later follow
     require_eval_mode(hm, operation="patching")
+
+
+def test_hooks_reach_steps_past_the_first_window_as_the_run_takes_them(model, problems, monkeypatch):
+    """Hooks land on the first ``HOOK_WINDOW`` steps at once and on later ones as the run reaches them: the
+    cache, the edits and the fired names are the same as with every step hooked up front."""
+    from workbench.hooks import tl_wrapper
+
+    hm = hooked(model, n_steps=4)
+    tokens = hm.to_tokens(problems)
+    _, whole = hm.run_with_cache(tokens, n_steps=9)
+    monkeypatch.setattr(tl_wrapper, "HOOK_WINDOW", 2)
+    _, windowed = hm.run_with_cache(tokens, n_steps=9)
+    assert list(windowed) == list(whole) and all(torch.equal(windowed[k], whole[k]) for k in whole)
+    fired = []
+    hm.run_with_hooks(tokens, n_steps=7, fwd_hooks=[(sites_filter("hook_embed"), lambda x, hook: fired.append(hook.name)),
+                                                    (hook_name(5, "hook_state"), lambda x, hook: fired.append(hook.name))])
+    assert fired == [hook_name(t, "hook_embed") for t in range(5)] + [hook_name(5, "hook_state")] + \
+        [hook_name(t, "hook_embed") for t in (5, 6)]
+    assert not hm.has_hooks()  # every step's hooks are gone again
+    with hm.hooks(fwd_hooks=[(sites_filter("hook_embed"), lambda x, hook: None)], reset_hooks_end=False):
+        pass
+    assert all(hm.hook_dict[hook_name(t, "hook_embed")].fwd_hooks for t in range(hm.n_step_hooks))  # kept: on every step
+    hm.reset_hooks()
+    assert not hm.has_hooks()
