@@ -19,6 +19,11 @@ from app import ids
 from app.common import error_box, log, safe
 from workbench.errors import WorkbenchError
 
+try:  # plotly imports pandas (when installed) lazily, from whichever callback thread builds a figure first; two
+    import pandas  # noqa: F401  threads at once saw it half-initialized: "partially initialized module 'pandas'
+except ImportError:  # has no attribute 'Series'". Imported here, once, before the server starts any thread.
+    pass
+
 HERE = Path(__file__).resolve().parent
 TITLE = "Looped-transformer workbench"
 FIRST_PROBLEM = {"n_nodes": 16, "seed": 0}  # what a new session sees first

@@ -41,6 +41,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--hide", default=None, help="CSS selector hidden while playing (to find what the browser spends its time on)")
     parser.add_argument("--play-frame", type=int, default=None, help="Play's shortest frame in ms (default: the app's)")
+    parser.add_argument("--other", default="no-error-correction",
+                        help="the second model of the timed injections ('' skips them)")
+    parser.add_argument("--injections", type=int, default=3, help="injections timed (new problems, seeds 101..)")
     args = parser.parse_args()
 
     import torch
@@ -92,6 +95,7 @@ def main() -> None:
         seen = {}
         for state, at_ms in page.evaluate("window.drawnAt"):
             seen.setdefault(state, at_ms / 1000)
+        injections = time_injections(page, args) if args.other else []
         browser.close()
     server.shutdown()
     drawn = sorted(seen)
@@ -101,8 +105,39 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f}; first page (model load + the default problem) {warm_model:.2f} s")
     print(f"first view of a new problem (click -> graph and tokens drawn), {len(first_views)} problems: "
           f"median {statistics.median(first_views):.2f} s, max {max(first_views):.2f} s")
+    if injections:
+        print(f"injection compared with {args.other} (click Inject -> both reports drawn; the second model loaded, "
+              f"neither had run the problem's injection), {len(injections)} problems: median "
+              f"{statistics.median(injections):.2f} s, max {max(injections):.2f} s")
     print(f"Play: {len(drawn)} of {last + 1} states drawn in {span:.2f} s: {rate:.1f} states/s "
           f"(states skipped when a frame was not drawn before the next: {last + 1 - len(drawn)})")
+
+
+def time_injections(page, args) -> list[float]:
+    """Seconds from clicking Inject to both models' reports drawn, on new problems (seeds 101..), after one
+    untimed injection that loads the second model; as a person would: view the problem, open the Errors page,
+    set state 3, choose the second model, inject into the node the page proposes."""
+    from playwright.sync_api import expect
+
+    times = []
+    for k in range(args.injections + 1):
+        page.locator("#nav-problem").click()
+        page.locator("#problem-size").fill(str(args.nodes))
+        page.locator("#problem-seed").fill(str(101 + k))
+        page.locator("#problem-generate").click()
+        expect(page.locator("#problem-dag .gtitle")).to_contain_text(re.compile(r"State \d+ of \d+"))
+        page.locator("#nav-errors").click()
+        expect(page.locator("#errors-node")).to_contain_text(" = ")
+        page.locator("#errors-state").fill("3")  # a state both models' runs reach
+        page.locator("#errors-other").click()
+        page.get_by_role("option", name=args.other, exact=True).click()
+        start = time.perf_counter()
+        page.locator("#errors-inject").click()
+        expect(page.locator("#errors-report-a")).to_contain_text("Repaired")
+        expect(page.locator("#errors-report-b")).to_contain_text(f"{args.other}: wrote")
+        if k:  # the first loads the second model
+            times.append(time.perf_counter() - start)
+    return times
 
 
 if __name__ == "__main__":

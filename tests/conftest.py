@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import tempfile
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,46 @@ from workbench.model.checkpoint import save_model
 from workbench.model.config import ModelConfig
 from workbench.model.looped import LoopedModel
 from workbench.task.config import TaskConfig
+
+#: a JSON-lines file the browser tests append their cold-path timings to (``record_timing``); made by the
+#: controlling process before xdist starts its workers, which inherit the variable, and printed at the end
+TIMINGS_ENV = "WORKBENCH_TEST_TIMINGS"
+
+
+def pytest_configure(config) -> None:
+    if not hasattr(config, "workerinput") and not os.environ.get(TIMINGS_ENV):
+        fd, path = tempfile.mkstemp(prefix="workbench-timings-", suffix=".jsonl")
+        os.close(fd)
+        os.environ[TIMINGS_ENV] = path
+
+
+def record_timing(what: str, seconds: float, target: float | None = None) -> None:
+    """Report a timing in the run's summary (the app's cold paths: measured in a real browser, not asserted)."""
+    path = os.environ.get(TIMINGS_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"what": what, "seconds": seconds, "target": target}) + "\n")
+
+
+@pytest.fixture(scope="session")
+def timings():
+    """``record_timing``, for tests that report how long something took."""
+    return record_timing
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    path = Path(os.environ.get(TIMINGS_ENV, ""))
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    if rows:
+        terminalreporter.section("timings (reported, not asserted)")
+        for row in rows:
+            target = f" (target {row['target']:g} s)" if row["target"] is not None else ""
+            terminalreporter.write_line(f"{row['what']}: {row['seconds']:.2f} s{target}")
+    if path.is_file():
+        path.unlink()
+
 
 TINY = ModelConfig(n_layers=1, n_heads=2, d_model=16, d_mlp=32, rel_window=8)
 #: name -> task of the models in the ``model_dir`` fixture (all share the TINY architecture)

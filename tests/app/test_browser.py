@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -277,15 +278,18 @@ def test_the_pages_at_n_64_are_readable_and_name_the_step_of_their_numbers(brows
     assert problems == []
 
 
-def test_a_128_node_graph_thins_its_labels_and_keeps_the_selected_neighbourhood(browser, server_url):
+def test_a_128_node_graph_thins_its_labels_and_keeps_the_selected_neighbourhood(browser, server_url, timings):
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     try:
         open_app(page, server_url)
         page.locator("#problem-size").fill("128")
+        start = time.perf_counter()
         page.locator("#problem-generate").click()
         expect(page.locator("#run-info")).to_contain_text("128 nodes")
         expect(page.locator("#problem-dag .scatterlayer .trace").nth(1).locator("path.point")).to_have_count(128)
+        expect(page.locator("#problem-tokens .tok").first).to_be_visible()
+        timings("browser: first view of a new N = 128 problem (shipped default)", time.perf_counter() - start, 2.0)
         labels = page.locator("#problem-dag .textpoint text")
         assert 30 <= labels.count() <= 128 and overlaps(page, "#problem-dag .textpoint text") == []
         point = page.locator("#problem-dag .scatterlayer .trace").nth(1).locator("path.point").nth(100)
@@ -300,8 +304,11 @@ def test_a_128_node_graph_thins_its_labels_and_keeps_the_selected_neighbourhood(
         assert overlaps(page, "#problem-dag .textpoint text") == []
         page.locator("#nav-errors").click()
         expect(page.locator("#errors-node")).to_contain_text(" = ")
+        start = time.perf_counter()
         page.locator("#errors-inject").click()
         expect(page.locator("#errors-report-a")).to_contain_text("Repaired")
+        timings("browser: an injection at N = 128 (one model; the comparison with a second is timed by "
+                "benchmarks/bench_browser.py)", time.perf_counter() - start, None)
         ticks = page.locator("#errors-fig-a .ytick text")
         expect(ticks.first).to_be_visible()
         assert ticks.count() >= 40 and overlaps(page, "#errors-fig-a .ytick text") == []
