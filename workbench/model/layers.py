@@ -201,6 +201,15 @@ class RelativeAttention(nn.Module):
             self._bias_key, self._bias = key, bias
         return bias
 
+    def scores(self, x: Tensor) -> Tensor:
+        """The attention scores [batch, head, query, key] at temperature 1 (bias and causal mask included):
+        what a training objective on the routing itself reads (``objectives.lookup_attention_loss``)."""
+        B, P, D = x.shape
+        H, d = self.n_heads, self.d_head
+        q = (x @ self.W_Q.permute(1, 0, 2).reshape(D, H * d)).view(B, P, H, d) + self.b_Q
+        k = (x @ self.W_K.permute(1, 0, 2).reshape(D, H * d)).view(B, P, H, d) + self.b_K
+        return torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)) / math.sqrt(d) + self.position_bias(P)
+
     def forward(self, x: Tensor, tap: Tap = NO_TAP, prefix: str = "") -> Tensor:  # [batch, pos, d_model]
         B, P, D = x.shape
         H, d = self.n_heads, self.d_head

@@ -27,6 +27,7 @@ class StepBatch:
     fan_in: torch.Tensor  # [row, pos] parents of the node defined here (0 for leaves, -1 elsewhere)
     n_tokens: int
     operand_value: torch.Tensor | None = None  # [row, pos] at operand occurrences: the VALUE code at the operand's defining slot of the input; -1 elsewhere
+    operand_def: torch.Tensor | None = None  # [row, pos] at operand occurrences: the position of the operand's defining slot; -1 elsewhere
 
 
 def sample_phase(phase: Phase, task: TaskConfig, batch: int, rng: np.random.Generator) -> TokenBatch:
@@ -142,6 +143,14 @@ def operand_values(tb: TokenBatch, state: np.ndarray) -> np.ndarray:
     return np.where(is_operand, state[rows, def_pos, F_VALUE], -1)
 
 
+def operand_definitions(tb: TokenBatch) -> np.ndarray:
+    """[row, pos] the position of the defining slot of the variable named at each operand occurrence; -1
+    elsewhere (where the first layer's lookup should attend: ``analysis.routing``'s ``operand_lookup``)."""
+    rows = np.arange(tb.batch)[:, None]
+    is_operand = (tb.node >= 0) & ~tb.is_rhs
+    return np.where(is_operand, tb.rhs_pos[rows, np.maximum(tb.node, 0)], -1)
+
+
 def teacher_forced_batch(tb: TokenBatch, *, steps_per_graph: int, cfg: ModelConfig, corruption_prob: float,
                          modulus: int, rng: np.random.Generator, device: torch.device) -> StepBatch:
     """Pairs (state t-1 -> state t) for ``steps_per_graph`` random steps t in 0..depth+1 per graph.
@@ -165,4 +174,4 @@ def teacher_forced_batch(tb: TokenBatch, *, steps_per_graph: int, cfg: ModelConf
     operand_value = operand_values(sub, inputs)
     as_t = lambda a, dtype=torch.long: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)  # noqa: E731
     return StepBatch(as_t(inputs), as_t(targets), as_t(valid, torch.bool), as_t(frontier, torch.bool),
-                     as_t(fan_in), int(valid.sum()), as_t(operand_value))
+                     as_t(fan_in), int(valid.sum()), as_t(operand_value), as_t(operand_definitions(sub)))

@@ -39,6 +39,10 @@ class Phase:
         its content scores divided by this (the main loss keeps ``lookup_temperature``). The lookup must
         then hold under scores this many times softer: a margin asked of the lookup alone, where a
         ``lookup_temperature`` that high would also sharpen every other first-block head at inference.
+    lookup_attention: weight of a loss on the first layer's routing itself: at every operand occurrence, each
+        head that already looks names up (batch-mean attention on the defining slot above one half) is
+        asked for -log of its attention on that slot with scores divided by ``lookup_margin`` (default 2).
+        The value read-out of ``operand_lookup`` tolerates a soft lookup; this asks for the margin directly.
     """
 
     name: str
@@ -56,6 +60,7 @@ class Phase:
     max_fan_out: int = 12
     lookup_temperature: float = 1.0
     lookup_margin: float | None = None
+    lookup_attention: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))
@@ -66,8 +71,10 @@ class Phase:
             raise WorkbenchError(f"phase {self.name!r}: zero_leaves must lie in [0, 1]")
         if not self.lookup_temperature > 0 or not (self.lookup_margin is None or self.lookup_margin > 0):
             raise WorkbenchError(f"phase {self.name!r}: lookup_temperature and lookup_margin must be positive")
-        if self.lookup_margin is not None and not self.operand_lookup > 0:
-            raise WorkbenchError(f"phase {self.name!r}: lookup_margin shapes the operand-lookup loss; set operand_lookup > 0")
+        if self.lookup_margin is not None and not (self.operand_lookup > 0 or self.lookup_attention > 0):
+            raise WorkbenchError(f"phase {self.name!r}: lookup_margin shapes the lookup losses; set operand_lookup or lookup_attention > 0")
+        if self.lookup_attention < 0:
+            raise WorkbenchError(f"phase {self.name!r}: lookup_attention must not be negative")
         if not 0.0 <= self.hubs <= 1.0 or self.max_fan_out < 2:
             raise WorkbenchError(f"phase {self.name!r}: hubs must lie in [0, 1] and max_fan_out be at least 2")
         if not self.fan_in or any(k not in (1, 2, 3) for k in self.fan_in):

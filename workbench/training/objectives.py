@@ -127,6 +127,38 @@ def operand_lookup_loss(model: LoopedModel, resid: Float[Tensor, "row pos d_mode
     return F.cross_entropy(logits, operand_value[where])
 
 
+#: a first-layer head "looks names up" when its batch-mean attention from operand occurrences onto the defining slot exceeds this
+LOOKUP_HEAD_MASS = 0.5
+#: the temperature ``lookup_attention`` asks the margin at when the phase sets no ``lookup_margin``
+DEFAULT_LOOKUP_MARGIN = 2.0
+
+
+def lookup_attention_loss(model: LoopedModel, state: Int[Tensor, "row pos factor"], operand_def: Int[Tensor, "row pos"],
+                          temperature: float) -> tuple[Tensor, int]:
+    """-log attention on the defining slot, at every operand occurrence, of every first-layer lookup head,
+    with the scores divided by ``temperature``; and how many heads counted as lookup heads.
+
+    A head counts when its batch-mean attention on the defining slot (at temperature 1, no gradient) is above
+    ``LOOKUP_HEAD_MASS``: the heads the model already uses for the lookup are asked to keep it with a margin,
+    none is told to become one. With no such head the best one is asked.
+    """
+    where = operand_def >= 0
+    if not where.any():
+        return state.new_zeros((), dtype=torch.float32), 0
+    block = model.blocks[0]
+    scores = block.attn.scores(block.ln1(model.embed_dropout(model.embed_state(state))))  # [row, head, query, key]
+    rows, pos = where.nonzero(as_tuple=True)
+    picked = scores[rows, :, pos, :]  # [occurrence, head, key]
+    target = operand_def[rows, pos][:, None, None].expand(-1, picked.shape[1], 1)  # [occurrence, head, 1]
+    with torch.no_grad():
+        mass = torch.softmax(picked, -1).gather(-1, target)[..., 0].mean(0)  # [head]
+        heads = mass > LOOKUP_HEAD_MASS
+        if not heads.any():
+            heads = mass == mass.max()
+    logp = torch.log_softmax(picked[:, heads] / temperature, -1).gather(-1, target[:, heads])  # [occurrence, head, 1]
+    return -logp.mean(), int(heads.sum())
+
+
 @dataclass
 class StepLoss:
     """One training step's loss (to backpropagate), its metrics (to log) and the tokens it read."""
@@ -156,7 +188,8 @@ class TeacherForced:
         if shard.world > 1:
             rows = slice(shard.rows.start * cfg.steps_per_graph, shard.rows.stop * cfg.steps_per_graph)
             batch = StepBatch(*(getattr(batch, f)[rows] for f in ("inputs", "targets", "valid", "frontier", "fan_in")),
-                              n_tokens=int(batch.valid[rows].sum()), operand_value=batch.operand_value[rows])
+                              n_tokens=int(batch.valid[rows].sum()), operand_value=batch.operand_value[rows],
+                              operand_def=batch.operand_def[rows])
         lookup = None
         if phase.operand_lookup > 0:
             steps_out, captured = net(batch.inputs, 1, LOOKUP_SITE, phase.lookup_margin)
@@ -170,6 +203,11 @@ class TeacherForced:
         if lookup is not None:
             loss = loss + phase.operand_lookup * lookup
             metrics["lookup_loss"] = float(lookup.detach())
+        if phase.lookup_attention > 0:
+            margin = phase.lookup_margin or DEFAULT_LOOKUP_MARGIN
+            routing, n_heads = lookup_attention_loss(model, batch.inputs, batch.operand_def, margin)
+            loss = loss + phase.lookup_attention * routing
+            metrics["lookup_attention_loss"], metrics["lookup_heads"] = float(routing.detach()), float(n_heads)
         return StepLoss(loss, metrics, n_tokens)
 
 

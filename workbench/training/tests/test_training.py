@@ -681,10 +681,46 @@ def test_the_lookup_margin_asks_the_auxiliary_loss_of_a_softer_first_block_and_l
     assert not torch.allclose(soft_resid, plain_resid)
     soft_resid.sum().backward()  # the margin pass trains the first block
     assert model.blocks[0].attn.W_Q.grad.abs().sum() > 0
-    with pytest.raises(WorkbenchError, match="set operand_lookup > 0"):
+    with pytest.raises(WorkbenchError, match="set operand_lookup or lookup_attention > 0"):
         Phase(name="bad", steps=1, lookup_margin=2.0)
     with pytest.raises(WorkbenchError, match="must be positive"):
         Phase(name="bad", steps=1, operand_lookup=0.5, lookup_margin=0.0)
+
+
+def test_the_lookup_attention_loss_teaches_the_first_layer_to_attend_from_each_use_to_its_definition():
+    """Minimizing the loss alone at a margin's temperature moves the first layer's attention from operand
+    occurrences onto their defining slots (from a random start: the best head is asked), and the loss names
+    the heads it counted."""
+    from workbench.training.batches import operand_definitions
+    from workbench.training.objectives import lookup_attention_loss
+
+    torch.manual_seed(0)
+    model = LoopedModel(replace(TINY, n_layers=2, role_embedding=True), TASK).train()
+    tb = tokenize(sample_graphs(12, 16, rng=np.random.default_rng(3), task=TASK), Vocab.for_task(TASK))
+    state = torch.from_numpy(tb.tokens).long()
+    where = torch.from_numpy(operand_definitions(tb))
+    assert ((where >= 0) == torch.from_numpy((tb.node >= 0) & ~tb.is_rhs)).all()
+    rows, pos = (where >= 0).nonzero(as_tuple=True)
+    assert (where[rows, pos] < pos).all()  # every definition comes before its use (causal attention can see it)
+
+    def mass() -> float:  # the best head's mean attention on the defining slot, temperature 1
+        with torch.no_grad():
+            block = model.blocks[0]
+            scores = block.attn.scores(block.ln1(model.embed_state(state)))[rows, :, pos, :]
+            return float(torch.softmax(scores, -1).gather(-1, where[rows, pos][:, None, None].expand(-1, scores.shape[1], 1)).mean(0).max())
+
+    before = mass()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+    for _ in range(60):
+        loss, heads = lookup_attention_loss(model, state, where, 2.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert heads >= 1 and before < 0.3 and mass() > 0.8, (before, mass())
+    assert lookup_attention_loss(model, state, torch.full_like(where, -1), 2.0)[1] == 0
+    with pytest.raises(WorkbenchError, match="must not be negative"):
+        Phase(name="bad", steps=1, lookup_attention=-1.0)
+    Phase(name="ok", steps=1, lookup_attention=0.5, lookup_margin=2.0)  # a margin without the value read-out
 
 
 def test_init_starts_from_a_models_weights_and_adds_the_missing_role_embedding(tmp_path):
