@@ -43,6 +43,10 @@ class ModelConfig:
         one definition drowns when a name recurs dozens of times (the fan-out failure, model card of
         ``default``). The marker is read off the syntax the input already carries; it starts at zero,
         so a model fine-tuned with it computes exactly what it did before until training moves it.
+    head_gain: a learned gain per attention head on its queries (one scalar per head and layer, starting at
+        1): a head's sharpness as one number. Fine-tuning only these gains under a margin on the lookup
+        (``Phase.lookup_attention``, ``Phase.train_only``) sharpens name and role matching together, where
+        retraining the projections sharpened the lookup by role and lost the name match at large N.
     """
 
     n_layers: int = 2
@@ -61,6 +65,7 @@ class ModelConfig:
     corruption_fraction: float = 0.5
     corruption_strategy: str = "frontier"
     role_embedding: bool = False
+    head_gain: bool = False
 
     def __post_init__(self) -> None:
         checks = [(self.recurrence, RECURRENCE, "recurrence"), (self.latent, LATENT, "latent"),

@@ -178,6 +178,7 @@ class RelativeAttention(nn.Module):
         self.b_Q, self.b_K, self.b_V = (nn.Parameter(torch.zeros(H, d)) for _ in range(3))
         self.b_O = nn.Parameter(torch.zeros(D))
         self.rel_bias = nn.Parameter(torch.zeros(H, cfg.rel_window))  # [head, bucket], in units of rel_bias_scale
+        self.head_gain = nn.Parameter(torch.ones(H)) if cfg.head_gain else None  # [head] on the queries
         # Training-time temperature of the content scores (q.k), set per curriculum phase; inference always uses 1.
         # A lookup trained to work under softened scores is sharper than it needs to be at inference, so it keeps
         # its mass on the one defining position among many more same-name look-alikes than training showed.
@@ -207,6 +208,8 @@ class RelativeAttention(nn.Module):
         B, P, D = x.shape
         H, d = self.n_heads, self.d_head
         q = (x @ self.W_Q.permute(1, 0, 2).reshape(D, H * d)).view(B, P, H, d) + self.b_Q
+        if self.head_gain is not None:
+            q = q * self.head_gain[:, None]
         k = (x @ self.W_K.permute(1, 0, 2).reshape(D, H * d)).view(B, P, H, d) + self.b_K
         return torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)) / math.sqrt(d) + self.position_bias(P)
 
@@ -214,7 +217,10 @@ class RelativeAttention(nn.Module):
         B, P, D = x.shape
         H, d = self.n_heads, self.d_head
         proj = lambda W, b: (x @ W.permute(1, 0, 2).reshape(D, H * d)).view(B, P, H, d) + b  # noqa: E731
-        q = tap(prefix + "hook_q", proj(self.W_Q, self.b_Q))  # [batch, pos, head, d_head]
+        q = proj(self.W_Q, self.b_Q)
+        if self.head_gain is not None:
+            q = q * self.head_gain[:, None]  # each head's sharpness, one learned scalar
+        q = tap(prefix + "hook_q", q)  # [batch, pos, head, d_head]
         k = tap(prefix + "hook_k", proj(self.W_K, self.b_K))
         v = tap(prefix + "hook_v", proj(self.W_V, self.b_V))
         bias = self.position_bias(P)  # [head, query, key]

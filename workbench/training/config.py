@@ -43,6 +43,8 @@ class Phase:
         head that already looks names up (batch-mean attention on the defining slot above one half) is
         asked for -log of its attention on that slot with scores divided by ``lookup_margin`` (default 2).
         The value read-out of ``operand_lookup`` tolerates a soft lookup; this asks for the margin directly.
+    train_only: parameter names (``fnmatch`` patterns, e.g. ``blocks.*.attn.head_gain``) trained in this
+        phase; every other parameter keeps its value (no update, no weight decay). Empty: all train.
     """
 
     name: str
@@ -61,10 +63,12 @@ class Phase:
     lookup_temperature: float = 1.0
     lookup_margin: float | None = None
     lookup_attention: float = 0.0
+    train_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))
         object.__setattr__(self, "fan_in", tuple(self.fan_in))
+        object.__setattr__(self, "train_only", tuple(self.train_only))
         if self.steps < 1 or len(self.nodes) != 2 or not 6 < self.nodes[0] <= self.nodes[1]:
             raise WorkbenchError(f"phase {self.name!r}: steps must be positive and nodes a range [lo, hi] with 6 < lo <= hi")
         if not 0.0 <= self.zero_leaves <= 1.0:

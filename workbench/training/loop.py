@@ -7,6 +7,8 @@ step (the mode's objective from ``workbench.training.objectives``), ``log_window
 
 from __future__ import annotations
 
+import fnmatch
+
 import json
 import os
 import time
@@ -145,6 +147,15 @@ def train_step(session: Session, objective) -> tuple[dict[str, float], int]:
     step = objective.loss(session.net, model, tb, phase, cfg, run.rng, session.device, session.shard)
     run.opt.zero_grad(set_to_none=True)
     step.loss.backward()
+    if phase.train_only:  # the others get no gradient: the optimizer skips them (no update, no weight decay)
+        kept = 0
+        for name, param in model.named_parameters():
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in phase.train_only):
+                kept += 1
+            else:
+                param.grad = None
+        if not kept:
+            raise WorkbenchError(f"phase {phase.name!r}: train_only {list(phase.train_only)} names no parameter of this model")
     run.opt.step()
     return {"loss": float(step.loss.detach()), **step.metrics}, step.n_tokens
 

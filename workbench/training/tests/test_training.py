@@ -723,6 +723,36 @@ def test_the_lookup_attention_loss_teaches_the_first_layer_to_attend_from_each_u
     Phase(name="ok", steps=1, lookup_attention=0.5, lookup_margin=2.0)  # a margin without the value read-out
 
 
+def test_a_train_only_phase_moves_the_named_parameters_and_nothing_else(tmp_path):
+    first = train(tiny_config(tmp_path, phases=PHASES[:1]), progress=False, device=CPU)
+    gains = replace(PHASES[0], name="gains", train_only=("blocks.0.attn.head_gain",), lookup_attention=0.5)
+    tuned = train(tiny_config(tmp_path, name="gains", init=str(first), model=replace(TINY, head_gain=True),
+                              phases=(gains,)), progress=False, device=CPU)
+    before, after = load_file(str(first / WEIGHTS)), load_file(str(tuned / WEIGHTS))
+    assert all(torch.equal(before[k], after[k]) for k in before)  # every trained weight kept, bit for bit
+    assert not torch.equal(after["blocks.0.attn.head_gain"], torch.ones_like(after["blocks.0.attn.head_gain"]))
+    typo = replace(gains, train_only=("blocks.0.attn.head_gainz",))
+    with pytest.raises(WorkbenchError, match="names no parameter"):
+        train(tiny_config(tmp_path, name="typo", init=str(first), model=replace(TINY, head_gain=True), phases=(typo,)),
+              progress=False, device=CPU)
+
+
+def test_a_head_gain_of_one_computes_what_the_model_without_it_does_and_scales_that_heads_queries():
+    torch.manual_seed(0)
+    plain = LoopedModel(replace(TINY, n_layers=2), TASK).eval()
+    gained = LoopedModel(replace(TINY, n_layers=2, head_gain=True), TASK).eval()
+    gained.load_state_dict(plain.state_dict(), strict=False)
+    state = torch.from_numpy(tokenize(sample_graphs(9, 3, rng=np.random.default_rng(1), task=TASK), Vocab.for_task(TASK)).tokens).long()
+    with torch.no_grad():
+        for a, b in zip(plain.step(state)[0], gained.step(state)[0]):
+            torch.testing.assert_close(a, b)
+        gained.blocks[0].attn.head_gain[1] = 2.0
+        plain.blocks[0].attn.W_Q[1] *= 2.0
+        plain.blocks[0].attn.b_Q[1] *= 2.0
+        for a, b in zip(plain.step(state)[0], gained.step(state)[0]):
+            torch.testing.assert_close(a, b)
+
+
 def test_init_starts_from_a_models_weights_and_adds_the_missing_role_embedding(tmp_path):
     first = train(tiny_config(tmp_path, phases=PHASES[:1]), progress=False, device=CPU)
     shipped = load_model(first, device="cpu")
