@@ -202,27 +202,30 @@ class RelativeAttention(nn.Module):
             self._bias_key, self._bias = key, bias
         return bias
 
+    def project(self, x: Tensor, W: Tensor, b: Tensor) -> Tensor:
+        """x [batch, pos, d_model] through one per-head projection (W [head, d_model, d_head], b [head, d_head])
+        -> [batch, pos, head, d_head], as one matmul."""
+        B, P, D = x.shape
+        H, d = self.n_heads, self.d_head
+        return (x @ W.permute(1, 0, 2).reshape(D, H * d)).view(B, P, H, d) + b
+
+    def queries(self, x: Tensor) -> Tensor:
+        """The queries [batch, pos, head, d_head], each head's scaled by its gain where the model has one."""
+        q = self.project(x, self.W_Q, self.b_Q)
+        return q if self.head_gain is None else q * self.head_gain[:, None]  # each head's sharpness, one scalar
+
     def scores(self, x: Tensor) -> Tensor:
         """The attention scores [batch, head, query, key] at temperature 1 (bias and causal mask included):
         what a training objective on the routing itself reads (``objectives.lookup_attention_loss``)."""
-        B, P, D = x.shape
-        H, d = self.n_heads, self.d_head
-        q = (x @ self.W_Q.permute(1, 0, 2).reshape(D, H * d)).view(B, P, H, d) + self.b_Q
-        if self.head_gain is not None:
-            q = q * self.head_gain[:, None]
-        k = (x @ self.W_K.permute(1, 0, 2).reshape(D, H * d)).view(B, P, H, d) + self.b_K
-        return torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)) / math.sqrt(d) + self.position_bias(P)
+        q, k = self.queries(x), self.project(x, self.W_K, self.b_K)
+        return torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)) / math.sqrt(self.d_head) + self.position_bias(x.shape[1])
 
     def forward(self, x: Tensor, tap: Tap = NO_TAP, prefix: str = "") -> Tensor:  # [batch, pos, d_model]
         B, P, D = x.shape
         H, d = self.n_heads, self.d_head
-        proj = lambda W, b: (x @ W.permute(1, 0, 2).reshape(D, H * d)).view(B, P, H, d) + b  # noqa: E731
-        q = proj(self.W_Q, self.b_Q)
-        if self.head_gain is not None:
-            q = q * self.head_gain[:, None]  # each head's sharpness, one learned scalar
-        q = tap(prefix + "hook_q", q)  # [batch, pos, head, d_head]
-        k = tap(prefix + "hook_k", proj(self.W_K, self.b_K))
-        v = tap(prefix + "hook_v", proj(self.W_V, self.b_V))
+        q = tap(prefix + "hook_q", self.queries(x))  # [batch, pos, head, d_head]
+        k = tap(prefix + "hook_k", self.project(x, self.W_K, self.b_K))
+        v = tap(prefix + "hook_v", self.project(x, self.W_V, self.b_V))
         bias = self.position_bias(P)  # [head, query, key]
         drop = self.dropout if self.training else 0.0
         temperature = self.train_temperature if self.training else 1.0

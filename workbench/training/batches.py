@@ -137,10 +137,8 @@ def operand_values(tb: TokenBatch, state: np.ndarray) -> np.ndarray:
     The target of the operand-lookup auxiliary loss: after the first block, every occurrence of a name
     should carry its value, read by content from the name's defining equation.
     """
-    rows = np.arange(tb.batch)[:, None]
-    is_operand = (tb.node >= 0) & ~tb.is_rhs
-    def_pos = tb.rhs_pos[rows, np.maximum(tb.node, 0)]  # [row, pos] defining slot of the name here
-    return np.where(is_operand, state[rows, def_pos, F_VALUE], -1)
+    def_pos = operand_definitions(tb)  # [row, pos] defining slot of the name here, -1 off operands
+    return np.where(def_pos >= 0, state[np.arange(tb.batch)[:, None], np.maximum(def_pos, 0), F_VALUE], -1)
 
 
 def operand_definitions(tb: TokenBatch) -> np.ndarray:
